@@ -1,0 +1,38 @@
+# watcher — the README's commands. Every target creates .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.PHONY: install run test lint format mypy all bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)  ## start the watcher against the built-in simulated exchange
+	$(BIN)/watcher start --simulate $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check watcher tests examples bench
+	$(BIN)/ruff format --check watcher tests examples bench
+
+format: $(STAMP)
+	$(BIN)/ruff format watcher tests examples bench
+	$(BIN)/ruff check --fix watcher tests examples bench
+
+mypy: $(STAMP)
+	$(BIN)/mypy watcher
+
+all: lint mypy test
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""watcher.kalshi: a reusable Kalshi WebSocket + REST client, sans-I/O core and simulator."""
