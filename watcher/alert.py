@@ -1,0 +1,39 @@
+"""The alert value that flows from the rule engine to the outbox and the notifiers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, TypeAlias
+
+__all__ = ["SEVERITIES", "Alert", "Severity"]
+
+Severity: TypeAlias = Literal["info", "warning", "critical"]
+SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert decided by the rule engine.
+
+    Attributes:
+        key: idempotency key, unique per firing (e.g. ``"tight spread|KXCPI-26JAN-T0.0|1732170000000"``);
+            the outbox refuses a second row with the same key, so a replayed event cannot re-send.
+        rule: the rule's ``name`` from rules.yaml (or a built-in name such as ``"config"``).
+        market_ticker: the market the alert is about ("" for service-wide alerts).
+        severity: ``info`` | ``warning`` | ``critical``; critical bypasses quiet hours.
+        title: one short line (always names the market ticker when there is one).
+        body: the rendered message template.
+        targets: names of notify targets from rules.yaml; empty means "console only".
+        at_ms: Unix time in milliseconds of the event that fired it.
+        suppressed: True when quiet hours held it back; it is recorded but not sent.
+    """
+
+    key: str
+    rule: str
+    market_ticker: str
+    severity: Severity
+    title: str
+    body: str
+    targets: tuple[str, ...]
+    at_ms: int
+    suppressed: bool = False
