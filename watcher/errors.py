@@ -3,9 +3,9 @@
 Every error the package raises on purpose derives from :class:`WatcherError`::
 
     WatcherError
-     ├── ConfigError            a user file (trades.json, rules.yaml, a key) is wrong; carries file:line
+     ├── ConfigError            a user file is wrong; carries file:line:col
      ├── KeyFileError           private key missing, public, unsupported, wrong password
-     ├── DecodeError            a frame or REST body could not be decoded; keeps a prefix of the raw text
+     ├── DecodeError            a frame or REST body could not be decoded; keeps raw text
      ├── ProtocolError          the server broke the protocol (unexpected reply, unknown sid)
      │    └── SequenceGap       a sequenced channel skipped numbers; the caller must resync
      ├── ConnectionFailed       one connection attempt failed; the reconnect loop retries it
@@ -49,8 +49,9 @@ class WatcherError(Exception):
 class ConfigError(WatcherError):
     """A user-edited file is invalid. ``str()`` is ``file:line:col: message``."""
 
-    def __init__(self, message: str, *, file: str = "", line: int | None = None,
-                 col: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, file: str = "", line: int | None = None, col: int | None = None
+    ) -> None:
         self.message = message
         self.file = file
         self.line = line

@@ -73,7 +73,7 @@ def micros_to_decimal(micros: int) -> Decimal:
 
 
 def format_cents(micros: int) -> str:
-    """Render micro-dollars as cents for people: ``450000`` → ``"45¢"``, ``455000`` → ``"45.5¢"``."""
+    """Render micro-dollars as cents: ``450000`` → ``"45¢"``, ``455000`` → ``"45.5¢"``."""
     cents = Decimal(micros) / CENT
     text = f"{cents:f}"
     if "." in text:
@@ -85,5 +85,7 @@ def format_dollars(micros: int) -> str:
     """Render micro-dollars as signed dollars with cents: ``-1500000`` → ``"-$1.50"``."""
     sign = "-" if micros < 0 else ""
     value = Decimal(abs(micros)) / MICROS_PER_UNIT
-    text = f"{value:,.2f}" if value == value.quantize(Decimal("0.01")) else f"{value.normalize():,f}"
+    text = (
+        f"{value:,.2f}" if value == value.quantize(Decimal("0.01")) else f"{value.normalize():,f}"
+    )
     return f"{sign}${text}"

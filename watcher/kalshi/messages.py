@@ -82,9 +82,19 @@ __all__ = [
 #: Channel names Kalshi accepts in ``subscribe`` today (kalshi-protocol.md §3.1).
 CHANNELS = frozenset(
     {
-        "orderbook_delta", "ticker", "trade", "fill", "market_positions", "market_lifecycle_v2",
-        "multivariate_market_lifecycle", "communications", "order_group_updates", "user_orders",
-        "cfbenchmarks_value", "cfbenchmarks_value_5hz", "pyth_value",
+        "orderbook_delta",
+        "ticker",
+        "trade",
+        "fill",
+        "market_positions",
+        "market_lifecycle_v2",
+        "multivariate_market_lifecycle",
+        "communications",
+        "order_group_updates",
+        "user_orders",
+        "cfbenchmarks_value",
+        "cfbenchmarks_value_5hz",
+        "pyth_value",
     }
 )
 
@@ -108,7 +118,7 @@ def timestamp_ms(ts_ms: int | None, ts: int | None, fallback: int | None) -> int
 # Payloads (the ``msg`` object of each frame)
 
 
-class TickerMsg(_Struct, kw_only=True):
+class TickerMsg(_Struct, kw_only=True, frozen=True):
     """``ticker`` payload: best YES bid/ask, last price, sizes, volume (§4.1)."""
 
     market_ticker: str
@@ -128,7 +138,7 @@ class TickerMsg(_Struct, kw_only=True):
     time: str | None = None
 
 
-class TradeMsg(_Struct, kw_only=True):
+class TradeMsg(_Struct, kw_only=True, frozen=True):
     """``trade`` payload: one public execution (§4.2)."""
 
     trade_id: str
@@ -144,7 +154,7 @@ class TradeMsg(_Struct, kw_only=True):
     ts_ms: int | None = None
 
 
-class OrderbookSnapshotMsg(_Struct, kw_only=True):
+class OrderbookSnapshotMsg(_Struct, kw_only=True, frozen=True):
     """``orderbook_snapshot`` payload; a side is absent when it has no bids (§4.3)."""
 
     market_ticker: str
@@ -153,7 +163,7 @@ class OrderbookSnapshotMsg(_Struct, kw_only=True):
     no_dollars_fp: list[tuple[Decimal, Decimal]] = []
 
 
-class OrderbookDeltaMsg(_Struct, kw_only=True):
+class OrderbookDeltaMsg(_Struct, kw_only=True, frozen=True):
     """``orderbook_delta`` payload: add ``delta_fp`` contracts at (side, price) (§4.3)."""
 
     market_ticker: str
@@ -167,7 +177,7 @@ class OrderbookDeltaMsg(_Struct, kw_only=True):
     ts_ms: int | None = None
 
 
-class FillMsg(_Struct, kw_only=True):
+class FillMsg(_Struct, kw_only=True, frozen=True):
     """``fill`` payload: one of your own executions (§4.4)."""
 
     trade_id: str
@@ -190,7 +200,7 @@ class FillMsg(_Struct, kw_only=True):
     ts_ms: int | None = None
 
 
-class MarketPositionMsg(_Struct, kw_only=True):
+class MarketPositionMsg(_Struct, kw_only=True, frozen=True):
     """``market_position`` payload (channel ``market_positions``) (§4.5)."""
 
     market_ticker: str
@@ -204,7 +214,7 @@ class MarketPositionMsg(_Struct, kw_only=True):
     subaccount: int | None = None
 
 
-class MarketLifecycleMsg(_Struct, kw_only=True):
+class MarketLifecycleMsg(_Struct, kw_only=True, frozen=True):
     """``market_lifecycle_v2`` payload; which fields are set depends on ``event_type`` (§4.6)."""
 
     market_ticker: str
@@ -226,7 +236,7 @@ class MarketLifecycleMsg(_Struct, kw_only=True):
     yes_sub_title: str | None = None
 
 
-class EventLifecycleMsg(_Struct, kw_only=True):
+class EventLifecycleMsg(_Struct, kw_only=True, frozen=True):
     """``event_lifecycle`` payload (arrives on the lifecycle channels)."""
 
     event_ticker: str
@@ -237,7 +247,7 @@ class EventLifecycleMsg(_Struct, kw_only=True):
     series_ticker: str | None = None
 
 
-class EventFeeUpdateMsg(_Struct, kw_only=True):
+class EventFeeUpdateMsg(_Struct, kw_only=True, frozen=True):
     """``event_fee_update`` payload."""
 
     event_ticker: str
@@ -245,26 +255,26 @@ class EventFeeUpdateMsg(_Struct, kw_only=True):
     fee_multiplier_override: int | float | None = None
 
 
-class SubscribedMsg(_Struct, kw_only=True):
+class SubscribedMsg(_Struct, kw_only=True, frozen=True):
     channel: str
     sid: int
 
 
-class SubscriptionInfo(_Struct, kw_only=True):
+class SubscriptionInfo(_Struct, kw_only=True, frozen=True):
     """One entry of the ``list_subscriptions`` answer."""
 
     channel: str
     sid: int
 
 
-class OkMarkets(_Struct, kw_only=True):
+class OkMarkets(_Struct, kw_only=True, frozen=True):
     """``ok`` payload after ``update_subscription``: the full market list after the change."""
 
     market_tickers: list[str] | None = None
     market_ids: list[str] | None = None
 
 
-class ErrorMsg(_Struct, kw_only=True):
+class ErrorMsg(_Struct, kw_only=True, frozen=True):
     code: int
     msg: str
     market_ticker: str | None = None
@@ -281,63 +291,63 @@ class _Frame(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_
     sending_ts_ms: int | None = None
 
 
-class Ticker(_Frame, tag="ticker", kw_only=True):
+class Ticker(_Frame, tag="ticker", kw_only=True, frozen=True):
     msg: TickerMsg
 
 
-class Trade(_Frame, tag="trade", kw_only=True):
+class Trade(_Frame, tag="trade", kw_only=True, frozen=True):
     msg: TradeMsg
 
 
-class OrderbookSnapshot(_Frame, tag="orderbook_snapshot", kw_only=True):
+class OrderbookSnapshot(_Frame, tag="orderbook_snapshot", kw_only=True, frozen=True):
     id: int | None = None
     msg: OrderbookSnapshotMsg
 
 
-class OrderbookDelta(_Frame, tag="orderbook_delta", kw_only=True):
+class OrderbookDelta(_Frame, tag="orderbook_delta", kw_only=True, frozen=True):
     msg: OrderbookDeltaMsg
 
 
-class Fill(_Frame, tag="fill", kw_only=True):
+class Fill(_Frame, tag="fill", kw_only=True, frozen=True):
     msg: FillMsg
 
 
-class MarketPosition(_Frame, tag="market_position", kw_only=True):
+class MarketPosition(_Frame, tag="market_position", kw_only=True, frozen=True):
     msg: MarketPositionMsg
 
 
-class MarketLifecycle(_Frame, tag="market_lifecycle_v2", kw_only=True):
+class MarketLifecycle(_Frame, tag="market_lifecycle_v2", kw_only=True, frozen=True):
     msg: MarketLifecycleMsg
 
 
-class EventLifecycle(_Frame, tag="event_lifecycle", kw_only=True):
+class EventLifecycle(_Frame, tag="event_lifecycle", kw_only=True, frozen=True):
     msg: EventLifecycleMsg
 
 
-class EventFeeUpdate(_Frame, tag="event_fee_update", kw_only=True):
+class EventFeeUpdate(_Frame, tag="event_fee_update", kw_only=True, frozen=True):
     msg: EventFeeUpdateMsg
 
 
-class UserOrder(_Frame, tag="user_order", kw_only=True):
+class UserOrder(_Frame, tag="user_order", kw_only=True, frozen=True):
     """Private ``user_orders`` frame; kept loose because watcher does not trade."""
 
     msg: dict[str, Any]
 
 
-class OrderGroupUpdate(_Frame, tag="order_group_updates", kw_only=True):
+class OrderGroupUpdate(_Frame, tag="order_group_updates", kw_only=True, frozen=True):
     msg: dict[str, Any]
 
 
-class Subscribed(_Frame, tag="subscribed", kw_only=True):
+class Subscribed(_Frame, tag="subscribed", kw_only=True, frozen=True):
     id: int | None = None
     msg: SubscribedMsg
 
 
-class Unsubscribed(_Frame, tag="unsubscribed", kw_only=True):
+class Unsubscribed(_Frame, tag="unsubscribed", kw_only=True, frozen=True):
     id: int | None = None
 
 
-class Ok(_Frame, tag="ok", kw_only=True):
+class Ok(_Frame, tag="ok", kw_only=True, frozen=True):
     """Reply to ``update_subscription`` (``msg`` is :class:`OkMarkets`) or to
     ``list_subscriptions`` (``msg`` is a list of :class:`SubscriptionInfo`)."""
 
@@ -345,7 +355,7 @@ class Ok(_Frame, tag="ok", kw_only=True):
     msg: list[SubscriptionInfo] | OkMarkets | None = None
 
 
-class ErrorReply(_Frame, tag="error", kw_only=True):
+class ErrorReply(_Frame, tag="error", kw_only=True, frozen=True):
     id: int | None = None
     msg: ErrorMsg
 
@@ -360,24 +370,57 @@ class UnknownMessage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 Message: TypeAlias = (
-    Ticker | Trade | OrderbookSnapshot | OrderbookDelta | Fill | MarketPosition | MarketLifecycle
-    | EventLifecycle | EventFeeUpdate | UserOrder | OrderGroupUpdate | Subscribed | Unsubscribed
-    | Ok | ErrorReply
+    Ticker
+    | Trade
+    | OrderbookSnapshot
+    | OrderbookDelta
+    | Fill
+    | MarketPosition
+    | MarketLifecycle
+    | EventLifecycle
+    | EventFeeUpdate
+    | UserOrder
+    | OrderGroupUpdate
+    | Subscribed
+    | Unsubscribed
+    | Ok
+    | ErrorReply
 )
 
 #: Frame types that carry a per-subscription ``seq`` worth checking (§5).
 SEQUENCED_TYPES = frozenset(
-    {"trade", "orderbook_snapshot", "orderbook_delta", "market_lifecycle_v2", "event_lifecycle",
-     "event_fee_update", "order_group_updates"}
+    {
+        "trade",
+        "orderbook_snapshot",
+        "orderbook_delta",
+        "market_lifecycle_v2",
+        "event_lifecycle",
+        "event_fee_update",
+        "order_group_updates",
+    }
 )
 
 _KNOWN_TYPES = frozenset(
-    {"ticker", "trade", "orderbook_snapshot", "orderbook_delta", "fill", "market_position",
-     "market_lifecycle_v2", "event_lifecycle", "event_fee_update", "user_order",
-     "order_group_updates", "subscribed", "unsubscribed", "ok", "error"}
+    {
+        "ticker",
+        "trade",
+        "orderbook_snapshot",
+        "orderbook_delta",
+        "fill",
+        "market_position",
+        "market_lifecycle_v2",
+        "event_lifecycle",
+        "event_fee_update",
+        "user_order",
+        "order_group_updates",
+        "subscribed",
+        "unsubscribed",
+        "ok",
+        "error",
+    }
 )
 
-_message_decoder = msgspec.json.Decoder(Message)
+_message_decoder: msgspec.json.Decoder[Message] = msgspec.json.Decoder(Message)
 _any_decoder = msgspec.json.Decoder()
 
 
@@ -423,7 +466,7 @@ def _decode_slow(data: str | bytes, exc: msgspec.DecodeError) -> UnknownMessage:
 # Commands (client → server), a tagged union on ``cmd``
 
 
-class SubscribeParams(_Struct, kw_only=True):
+class SubscribeParams(_Struct, kw_only=True, frozen=True):
     channels: list[str]
     market_ticker: str | None = None
     market_tickers: list[str] | None = None
@@ -434,11 +477,11 @@ class SubscribeParams(_Struct, kw_only=True):
     use_yes_price: bool | None = None
 
 
-class UnsubscribeParams(_Struct, kw_only=True):
+class UnsubscribeParams(_Struct, kw_only=True, frozen=True):
     sids: list[int]
 
 
-class UpdateSubscriptionParams(_Struct, kw_only=True):
+class UpdateSubscriptionParams(_Struct, kw_only=True, frozen=True):
     action: str
     sid: int | None = None
     sids: list[int] | None = None
@@ -453,25 +496,25 @@ class _Command(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, ta
     id: int | None = None
 
 
-class Subscribe(_Command, tag="subscribe", kw_only=True):
+class Subscribe(_Command, tag="subscribe", kw_only=True, frozen=True):
     params: SubscribeParams
 
 
-class Unsubscribe(_Command, tag="unsubscribe", kw_only=True):
+class Unsubscribe(_Command, tag="unsubscribe", kw_only=True, frozen=True):
     params: UnsubscribeParams
 
 
-class UpdateSubscription(_Command, tag="update_subscription", kw_only=True):
+class UpdateSubscription(_Command, tag="update_subscription", kw_only=True, frozen=True):
     params: UpdateSubscriptionParams
 
 
-class ListSubscriptions(_Command, tag="list_subscriptions", kw_only=True):
+class ListSubscriptions(_Command, tag="list_subscriptions", kw_only=True, frozen=True):
     pass
 
 
 Command: TypeAlias = Subscribe | Unsubscribe | UpdateSubscription | ListSubscriptions
 
-_command_decoder = msgspec.json.Decoder(Command)
+_command_decoder: msgspec.json.Decoder[Command] = msgspec.json.Decoder(Command)
 _encoder = msgspec.json.Encoder(decimal_format="string")
 
 
@@ -492,7 +535,7 @@ def encode(obj: Any) -> bytes:
 # REST bodies (kalshi-protocol.md §11)
 
 
-class RestMarket(_Struct, kw_only=True):
+class RestMarket(_Struct, kw_only=True, frozen=True):
     """The fields of ``GET /markets/{ticker}`` that watcher uses; the rest are ignored."""
 
     ticker: str
@@ -518,20 +561,20 @@ class RestMarket(_Struct, kw_only=True):
     can_close_early: bool | None = None
 
 
-class RestMarketResponse(_Struct, kw_only=True):
+class RestMarketResponse(_Struct, kw_only=True, frozen=True):
     market: RestMarket
 
 
-class RestOrderbook(_Struct, kw_only=True):
+class RestOrderbook(_Struct, kw_only=True, frozen=True):
     yes_dollars: list[tuple[Decimal, Decimal]] | None = None
     no_dollars: list[tuple[Decimal, Decimal]] | None = None
 
 
-class RestOrderbookResponse(_Struct, kw_only=True):
+class RestOrderbookResponse(_Struct, kw_only=True, frozen=True):
     orderbook_fp: RestOrderbook
 
 
-class RestTrade(_Struct, kw_only=True):
+class RestTrade(_Struct, kw_only=True, frozen=True):
     trade_id: str
     ticker: str
     yes_price_dollars: Decimal
@@ -542,7 +585,7 @@ class RestTrade(_Struct, kw_only=True):
     ts_ms: int | None = None
 
 
-class RestTradesResponse(_Struct, kw_only=True):
+class RestTradesResponse(_Struct, kw_only=True, frozen=True):
     trades: list[RestTrade] = []
     cursor: str | None = None
 
