@@ -101,7 +101,9 @@ def _warn_if_readable_by_others(path: Path) -> None:
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         logger.warning(
             "private key %s is readable by group or others (mode %o); run: chmod 600 %s",
-            path, stat.S_IMODE(mode), path,
+            path,
+            stat.S_IMODE(mode),
+            path,
         )
 
 

@@ -178,6 +178,7 @@ class KalshiWebSocketClient:
         self._last_trade_ts: dict[str, int] = {}
         self._session_started = 0.0
         self._session_data = False
+        self._drained: asyncio.Event | None = None
 
     def __repr__(self) -> str:
         state = "connected" if self.is_connected else "disconnected"
@@ -254,6 +255,22 @@ class KalshiWebSocketClient:
         finally:
             await self._cancel_tasks()
 
+    async def drain(self, grace: float = 2.0) -> None:
+        """Unsubscribe everything and read until Kalshi acknowledges (or ``grace`` seconds pass).
+
+        TCP keeps order, so once every ``unsubscribed`` is in, every frame Kalshi sent before
+        has been received and dispatched: a clean shutdown loses nothing.
+        """
+        if self._ws is None or not self.protocol.subscriptions:
+            return
+        self._drained = asyncio.Event()
+        self.protocol.unsubscribe({s.channel for s in self.protocol.subscriptions.values()})
+        await self._flush()
+        try:
+            await asyncio.wait_for(self._drained.wait(), grace)
+        except TimeoutError:
+            logger.warning("no unsubscribe acknowledgement within %.1f s; closing anyway", grace)
+
     async def disconnect(self) -> None:
         """Stop :meth:`run` and close the connection."""
         self._stop.set()
@@ -322,8 +339,9 @@ class KalshiWebSocketClient:
         protocol.receive_text(data)
         for event in protocol.events_received():
             await self._dispatch(event)
-        if protocol._outgoing:
-            await self._flush()
+        await self._flush()
+        if self._drained is not None and not protocol.subscriptions:
+            self._drained.set()
 
     async def _dispatch(self, event: Event | LateTrade) -> None:
         stats = self.stats
@@ -406,9 +424,9 @@ class KalshiWebSocketClient:
         logger.info("trade backfill after gap on sid %d done", gap.sid)
 
     async def _flush(self) -> None:
-        ws = self._ws
         frames = self.protocol.data_to_send()
-        if ws is None:
+        ws = self._ws
+        if ws is None or not frames:
             return
         for frame in frames:
             with contextlib.suppress(ConnectionClosed):

@@ -1,0 +1,252 @@
+"""An async client for the few Kalshi REST endpoints watcher needs (kalshi-protocol.md §11).
+
+It owns one :class:`httpx.AsyncClient` and is an async context manager::
+
+    async with KalshiRestClient(PROD_API_URL, signer=signer) as rest:
+        market = await rest.get_market("FED-23DEC-T3.00")
+
+When a signer is given, every request carries fresh ``KALSHI-ACCESS-*`` headers signed over
+``timestamp + "GET" + path``, where ``path`` is the request's URL path as sent (it includes
+``/trade-api/v2``) without the query string (§2.1). httpx errors and error statuses are
+translated at this boundary into :mod:`watcher.errors`:
+
+==========================  ======================================================
+HTTP 401 / 403              :class:`~watcher.errors.AuthenticationFailed`
+HTTP 429                    :class:`~watcher.errors.RateLimited`
+HTTP 404                    :class:`~watcher.errors.RestError` ``status=404``
+any other non-2xx status    :class:`~watcher.errors.RestError` with ``status``
+timeout, connection error   :class:`~watcher.errors.RestError` (``status=None``)
+a body that doesn't decode  :class:`~watcher.errors.DecodeError`
+==========================  ======================================================
+
+Neither the private key nor credentials embedded in the base URL appear in a repr, log line
+or error message.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from watcher import __version__
+from watcher.errors import AuthenticationFailed, DecodeError, RateLimited, RestError
+from watcher.kalshi.auth import KalshiSigner
+from watcher.kalshi.messages import (
+    RestMarket,
+    RestMarketResponse,
+    RestOrderbook,
+    RestOrderbookResponse,
+    RestTrade,
+    RestTradesResponse,
+    decode_rest,
+)
+
+__all__ = ["MAX_TRADES_LIMIT", "KalshiRestClient"]
+
+logger = logging.getLogger("watcher.rest")
+
+#: The largest ``limit`` Kalshi accepts on ``GET /markets/trades``.
+MAX_TRADES_LIMIT = 1000
+BODY_PREVIEW = 200
+
+_T = TypeVar("_T")
+Params = dict[str, str | int]
+
+
+class KalshiRestClient:
+    """Read-only Kalshi REST client.
+
+    Args:
+        base_url: the API root including ``/trade-api/v2``, e.g.
+            ``"https://external-api.kalshi.com/trade-api/v2"``.
+        signer: signs every request when given; market data endpoints work without one.
+        timeout: seconds allowed for connecting, each read and each write.
+        transport: an httpx transport to use instead of the network (proxies, tests).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        signer: KalshiSigner | None = None,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._signer = signer
+        self._timeout = timeout
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+            headers={"Accept": "application/json", "User-Agent": f"watcher/{__version__}"},
+        )
+        self._origin = _origin(self._client.base_url)
+
+    # Public methods
+
+    async def get_market(self, ticker: str) -> RestMarket:
+        """``GET /markets/{ticker}``: status, close time, prices of one market.
+
+        Raises:
+            RestError: ``status=404`` with ``"market not found: TICKER"``, another error
+                status, or a transport failure.
+            AuthenticationFailed: HTTP 401/403.
+            RateLimited: HTTP 429.
+            DecodeError: the body is not a market.
+        """
+        body = await self._get(f"/markets/{_quote(ticker)}", ticker=ticker)
+        return self._decode(body, RestMarketResponse, ticker).market
+
+    async def get_orderbook(self, ticker: str, *, depth: int = 0) -> RestOrderbook:
+        """``GET /markets/{ticker}/orderbook``: the bids of both legs (for a book resync).
+
+        Args:
+            ticker: the market.
+            depth: levels per side, 1–100; 0 means all.
+
+        Raises:
+            Same as :meth:`get_market`.
+        """
+        params: Params = {"depth": depth} if depth > 0 else {}
+        body = await self._get(f"/markets/{_quote(ticker)}/orderbook", ticker=ticker, params=params)
+        return self._decode(body, RestOrderbookResponse, ticker).orderbook_fp
+
+    async def get_trades(
+        self, ticker: str, *, min_ts: int | None = None, limit: int = 1000, max_pages: int = 10
+    ) -> list[RestTrade]:
+        """``GET /markets/trades?ticker=...``: public trades of one market, following ``cursor``.
+
+        Args:
+            ticker: the market.
+            min_ts: only trades at or after this Unix time, in **seconds** (Kalshi's unit).
+            limit: trades per page, 1–1000.
+            max_pages: stop after this many pages even if Kalshi has more (logged).
+
+        Returns:
+            The trades in the order Kalshi returned them (newest first).
+
+        Raises:
+            ValueError: ``limit`` or ``max_pages`` is out of range.
+            Same as :meth:`get_market` otherwise.
+        """
+        if not 1 <= limit <= MAX_TRADES_LIMIT:
+            raise ValueError(f"limit must be between 1 and {MAX_TRADES_LIMIT}, but got {limit}")
+        if max_pages < 1:
+            raise ValueError(f"max_pages must be at least 1, but got {max_pages}")
+        params: Params = {"ticker": ticker, "limit": limit}
+        if min_ts is not None:
+            params["min_ts"] = min_ts
+        trades: list[RestTrade] = []
+        for _ in range(max_pages):
+            body = await self._get("/markets/trades", ticker=ticker, params=params)
+            page = self._decode(body, RestTradesResponse, ticker)
+            trades.extend(page.trades)
+            if not page.cursor:
+                return trades
+            params["cursor"] = page.cursor
+        logger.info(
+            "stopped after %d pages of trades for %s with more left (%d trades read)",
+            max_pages,
+            ticker,
+            len(trades),
+        )
+        return trades
+
+    async def aclose(self) -> None:
+        """Close the connection pool. Safe to call twice."""
+        await self._client.aclose()
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether :meth:`aclose` has run."""
+        return self._client.is_closed
+
+    async def __aenter__(self) -> KalshiRestClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        auth = f"signed ({self._signer.algorithm})" if self._signer else "unsigned"
+        state = "closed" if self.is_closed else "open"
+        path = self._client.base_url.path.rstrip("/")
+        return f"<KalshiRestClient {self._origin}{path} {auth} {state}>"
+
+    # Private methods
+
+    async def _get(self, path: str, *, ticker: str, params: Params | None = None) -> bytes:
+        request = self._client.build_request("GET", path, params=params)
+        sign_path = request.url.raw_path.split(b"?", 1)[0].decode("ascii")
+        if self._signer is not None:
+            request.headers.update(self._signer.headers("GET", sign_path))
+        logger.debug("> GET %s", sign_path)
+        try:
+            response = await self._client.send(request)
+        except httpx.TimeoutException as exc:
+            raise RestError(
+                f"kalshi REST request timed out after {self._timeout}s:"
+                f" GET {self._origin}{sign_path} ({type(exc).__name__})"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise RestError(
+                f"kalshi REST request failed: GET {self._origin}{sign_path}:"
+                f" {type(exc).__name__}: {exc}"
+            ) from exc
+        logger.debug("< %d GET %s", response.status_code, sign_path)
+        self._check_status(response, sign_path, ticker)
+        return response.content
+
+    def _check_status(self, response: httpx.Response, path: str, ticker: str) -> None:
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        where = f"HTTP {status} on GET {path}"
+        if status in (401, 403):
+            hint = (
+                "check KALSHI_API_KEY_ID and KALSHI_PRIVATE_KEY_PATH"
+                " (and that the key is for this environment)"
+                if self._signer
+                else "this request must be signed:"
+                " set KALSHI_API_KEY_ID and KALSHI_PRIVATE_KEY_PATH"
+            )
+            raise AuthenticationFailed(f"kalshi refused the request: {where}; {hint}")
+        if status == 429:
+            raise RateLimited(f"kalshi rate limit reached: {where}: {_preview(response)}")
+        if status == 404:
+            raise RestError(f"market not found: {ticker}", status=404)
+        raise RestError(f"kalshi REST error: {where}: {_preview(response)}", status=status)
+
+    def _decode(self, body: bytes, type_: type[_T], ticker: str) -> _T:
+        try:
+            result: _T = decode_rest(body, type_)
+        except DecodeError as exc:
+            raise DecodeError(f"bad kalshi REST body for {ticker}: {exc}", body) from exc
+        return result
+
+
+def _quote(ticker: str) -> str:
+    """Percent-encode a ticker as one path segment (``/`` included)."""
+    return quote(ticker, safe="")
+
+
+def _origin(url: httpx.URL) -> str:
+    """``scheme://host[:port]`` without credentials, for messages and the repr."""
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    port = f":{url.port}" if url.port is not None else ""
+    return f"{url.scheme}://{host}{port}"
+
+
+def _preview(response: httpx.Response) -> str:
+    text = response.content[:BODY_PREVIEW].decode("utf-8", "replace")
+    return repr(" ".join(text.split())) if text.strip() else "(empty body)"
