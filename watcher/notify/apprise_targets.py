@@ -1,0 +1,374 @@
+"""Apprise at the boundary: URL parsing, privacy masking, secret redaction and one-URL sends.
+
+Every Apprise URL the service knows goes through :func:`build_service` or :func:`mask_url`, which
+register the URL's secrets (password, tokens Apprise masks itself, and every query value such as
+``+X-Api-Key=...`` headers that Apprise's own privacy mode leaves visible) with a filter on the
+``apprise`` logger. So neither our logs nor Apprise's own (even at DEBUG) nor the error text we
+store can carry them. A URL is only ever printed through :func:`mask_url`.
+
+Apprise 2.2 reports delivery as an ``AppriseResult`` whose ``status`` is SUCCESS, FAILURE,
+TIMEOUT or NOMATCH. The asset's ``service_timeout`` bounds each send, and ``async_notify`` runs
+blocking plugins in Apprise's own thread pool, so a send never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import threading
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+from urllib.parse import parse_qsl, unquote, unquote_plus, urlencode, urlsplit, urlunsplit
+
+import apprise
+
+__all__ = [
+    "MIN_SECRET_LENGTH",
+    "SendStatus",
+    "TargetResult",
+    "UrlOutcome",
+    "build_service",
+    "make_asset",
+    "mask_url",
+    "normalize_targets",
+    "redact",
+    "send_test",
+    "send_url",
+    "validate_targets",
+]
+
+logger = logging.getLogger("watcher.notify")
+
+#: Shorter fragments are not redacted (replacing "a" everywhere would make logs unreadable).
+MIN_SECRET_LENGTH = 3
+#: Query keys whose values are harmless and stay visible in a masked URL.
+SAFE_QUERY_KEYS = frozenset(
+    {
+        "method",
+        "overflow",
+        "retry",
+        "wait",
+        "optional",
+        "format",
+        "mode",
+        "cto",
+        "rto",
+        "image",
+        "footer",
+        "timestamp",
+        "blocks",
+        "detect",
+        "silent",
+        "preview",
+        "album",
+        "content",
+        "mdv",
+        "emojis",
+        "verify",
+        "priority",
+        "from",
+        "to",
+        "smtp",
+        "name",
+    }
+)
+#: Tokens of an unparseable URL are redacted from this length (shorter ones are ordinary words).
+FALLBACK_LENGTH = 6
+MASK = "***"
+MAX_DETAIL = 300
+_TOKEN_SPLIT = re.compile(r"[/?&=:@#,;\s]+")
+
+
+class SendStatus(StrEnum):
+    """The outcome of sending one message to one URL."""
+
+    DELIVERED = "delivered"
+    FAILED = "failed"  # FAILURE or TIMEOUT: worth retrying
+    CONFIG_ERROR = "config_error"  # unparseable URL, NOMATCH, unknown target: never retried
+
+
+@dataclass(frozen=True, slots=True)
+class UrlOutcome:
+    """What happened to one message sent to one URL (``url`` is masked, ``detail`` redacted)."""
+
+    url: str
+    service: str
+    status: SendStatus
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TargetResult:
+    """One line of ``watcher notify-test``: a target name and one of its URLs' outcome."""
+
+    target: str
+    url: str
+    service: str
+    status: SendStatus
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the service accepted the message."""
+        return self.status is SendStatus.DELIVERED
+
+    def __str__(self) -> str:
+        text = f"{self.target}: {self.service or '?'} {self.url} -> {self.status.value}"
+        return f"{text} ({self.detail})" if self.detail else text
+
+
+# Secret redaction ----------------------------------------------------------------------------
+
+
+class _Redactor(logging.Filter):
+    """Replace every registered secret in ``apprise`` log records by ``***``.
+
+    While a thread is inside :meth:`holding`, its records are held back instead, so that
+    secrets learnt only after Apprise parsed a URL are redacted before the records go out.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("apprise")
+        self._secrets: tuple[str, ...] = ()  # longest first: a secret containing another wins
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def add(self, secrets: set[str]) -> None:
+        fresh = {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}
+        with self._lock:
+            merged = fresh.union(self._secrets)
+            self._secrets = tuple(sorted(merged, key=len, reverse=True))
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return text
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[list[logging.LogRecord]]:
+        held: list[logging.LogRecord] = []
+        self._local.held = held
+        try:
+            yield held
+        finally:
+            self._local.held = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        held = getattr(self._local, "held", None)
+        if held is not None:
+            held.append(record)
+            return False
+        message = record.getMessage()
+        cleaned = self.redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+_REDACTOR = _Redactor()
+_APPRISE_LOGGER = logging.getLogger("apprise")
+_APPRISE_LOGGER.addFilter(_REDACTOR)
+_LOAD_LOCK = threading.Lock()
+_loaded = False
+
+
+def redact(text: str) -> str:
+    """Return ``text`` with every secret of every URL seen so far replaced by ``***``."""
+    return _REDACTOR.redact(text)
+
+
+def _url_secrets(url: str) -> set[str]:
+    """Everything in ``url`` that may be secret: the password and non-harmless query values."""
+    secrets: set[str] = set()
+    try:
+        parts = urlsplit(url)
+        if parts.password:
+            secrets |= {parts.password, unquote(parts.password)}
+        for pair in parts.query.split("&"):
+            key, _, raw = pair.partition("=")
+            if unquote_plus(key).strip().lower() not in SAFE_QUERY_KEYS:
+                secrets |= {raw, unquote(raw), unquote_plus(raw)}
+    except ValueError:
+        secrets |= _all_tokens(url)
+    return secrets
+
+
+def _all_tokens(url: str) -> set[str]:
+    """Every long token of a URL Apprise could not parse: we cannot tell which ones are secret."""
+    scheme, _, rest = url.partition("://")
+    return {t for t in _TOKEN_SPLIT.split(unquote(rest or scheme)) if len(t) >= FALLBACK_LENGTH}
+
+
+def _privacy_secrets(service: Any) -> set[str]:
+    """Tokens Apprise hides in its privacy URL are secrets too (bot tokens, webhook keys...)."""
+    plain = set(_TOKEN_SPLIT.split(unquote(service.url(privacy=False))))
+    masked = set(_TOKEN_SPLIT.split(unquote(service.url(privacy=True))))
+    return {t for t in plain - masked if len(t) >= MIN_SECRET_LENGTH}
+
+
+# Parsing -------------------------------------------------------------------------------------
+
+
+def _ensure_plugins_loaded() -> None:
+    """Load Apprise's plugins once, hiding the stdlib DeprecationWarning (imghdr) they trigger."""
+    global _loaded
+    with _LOAD_LOCK:
+        if _loaded:
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            manager: Any = apprise.plugins.N_MGR
+            manager.load_modules()
+        _loaded = True
+
+
+def make_asset(*, timeout: float = 10.0) -> Any:
+    """An ``AppriseAsset`` that keeps state in memory (never the user's home) and bounds a send."""
+    return apprise.AppriseAsset(storage_mode="memory", service_timeout=timeout)
+
+
+def build_service(url: str, *, timeout: float = 10.0) -> Any | None:
+    """Parse one Apprise URL into an ``apprise.Apprise`` holding just that service.
+
+    Blocking (the first call loads Apprise's plugins): call it via ``asyncio.to_thread`` from
+    async code. Registers the URL's secrets for redaction before Apprise can log anything.
+
+    Returns:
+        The ``Apprise`` object, or None when Apprise cannot parse or load the URL.
+    """
+    _REDACTOR.add(_url_secrets(url))
+    _ensure_plugins_loaded()
+    asset = make_asset(timeout=timeout)
+    with _REDACTOR.holding() as held:
+        service = apprise.Apprise.instantiate(url, asset=asset)
+    _REDACTOR.add(_all_tokens(url) if service is None else _privacy_secrets(service))
+    for record in held:
+        _APPRISE_LOGGER.handle(record)
+    return None if service is None else apprise.Apprise(service, asset=asset)
+
+
+def _mask_query(query: str) -> str:
+    pairs = parse_qsl(query, keep_blank_values=True)
+    masked = [(k, v if k.lower() in SAFE_QUERY_KEYS else MASK) for k, v in pairs]
+    return urlencode(masked, safe="*@")
+
+
+def mask_url(url: str) -> str:
+    """Apprise's privacy form of ``url`` with every non-harmless query value masked too.
+
+    Apprise masks passwords and tokens but shows ``+header=value`` query arguments; those are
+    replaced by ``***``. A URL Apprise cannot parse becomes ``scheme://***``.
+    """
+    service = build_service(url)
+    if service is None:
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        return f"{scheme}://{MASK}" if scheme.isalnum() else MASK
+    return _service_url(service[0])
+
+
+def _service_url(plugin: Any) -> str:
+    parts = urlsplit(str(plugin.url(privacy=True)))
+    return redact(urlunsplit(parts._replace(query=_mask_query(parts.query))))
+
+
+def normalize_targets(targets: Mapping[str, Sequence[str] | str]) -> dict[str, tuple[str, ...]]:
+    """Copy ``targets`` as name → tuple of URLs; a bare string is one URL, blanks are dropped."""
+    normal: dict[str, tuple[str, ...]] = {}
+    for name, urls in targets.items():
+        listed = [urls] if isinstance(urls, str) else list(urls)
+        normal[name] = tuple(u.strip() for u in listed if u and u.strip())
+    return normal
+
+
+def validate_targets(targets: Mapping[str, Sequence[str] | str]) -> list[str]:
+    """Check that Apprise can load every URL of every target (for ``watcher check``).
+
+    Returns:
+        One problem per line, lower-case, with URLs masked; empty when all is well.
+    """
+    problems: list[str] = []
+    for name, urls in normalize_targets(targets).items():
+        if not name:
+            problems.append("notify target with an empty name")
+        if not urls:
+            problems.append(f"notify target {name!r} has no url")
+        for url in urls:
+            if build_service(url) is None:
+                problems.append(f"notify target {name!r}: apprise cannot load url {mask_url(url)}")
+    return problems
+
+
+# Sending -------------------------------------------------------------------------------------
+
+
+def _detail(result: Any) -> str:
+    messages = [e.message for e in result.logs() if e.level in ("WARNING", "ERROR")]
+    text = messages[-1] if messages else f"apprise status {result.status.name}"
+    return redact(text.rstrip("."))[:MAX_DETAIL]
+
+
+async def send_url(service: Any, *, title: str, body: str, notify_type: str = "info") -> UrlOutcome:
+    """Send one message through an ``Apprise`` object from :func:`build_service`.
+
+    Never raises for a delivery problem: FAILURE and TIMEOUT give ``FAILED`` (retry), NOMATCH
+    gives ``CONFIG_ERROR``. The call is bounded by the ``timeout`` given to :func:`build_service`.
+    """
+    plugin = service[0] if len(service) else None
+    url = _service_url(plugin) if plugin is not None else MASK
+    name = str(getattr(plugin, "service_name", "")) if plugin is not None else ""
+    try:
+        result = await service.async_notify(body=body, title=title, notify_type=notify_type)
+    except Exception as exc:  # a plugin bug must not kill the sender
+        detail = redact(f"apprise raised {type(exc).__name__}: {exc}")[:MAX_DETAIL]
+        return UrlOutcome(url, name, SendStatus.FAILED, detail)
+    with result:
+        status = result.status
+        if status == apprise.AppriseResultStatus.SUCCESS:
+            return UrlOutcome(url, name, SendStatus.DELIVERED)
+        if status == apprise.AppriseResultStatus.NOMATCH:
+            return UrlOutcome(url, name, SendStatus.CONFIG_ERROR, "apprise matched no service")
+        if status == apprise.AppriseResultStatus.TIMEOUT:
+            return UrlOutcome(url, name, SendStatus.FAILED, "apprise timed out")
+        return UrlOutcome(url, name, SendStatus.FAILED, _detail(result))
+
+
+async def send_test(
+    targets: Mapping[str, Sequence[str] | str],
+    name: str | None = None,
+    *,
+    send_timeout: float = 10.0,
+) -> list[TargetResult]:
+    """Send a test alert to every URL of one target (or all) for ``watcher notify-test``.
+
+    Returns:
+        One result per URL, in configuration order; an unknown ``name`` gives one
+        ``CONFIG_ERROR`` result. URLs in results are masked.
+    """
+    normal = normalize_targets(targets)
+    if name is not None and name not in normal:
+        return [TargetResult(name, "", "", SendStatus.CONFIG_ERROR, "unknown target")]
+    chosen = {name: normal[name]} if name is not None else normal
+    results: list[TargetResult] = []
+    for target, urls in chosen.items():
+        for url in urls:
+            results.append(await _test_one(target, url, send_timeout))
+    return results
+
+
+async def _test_one(target: str, url: str, send_timeout: float) -> TargetResult:
+    service = await asyncio.to_thread(build_service, url, timeout=send_timeout)
+    if service is None:
+        masked = await asyncio.to_thread(mask_url, url)
+        return TargetResult(target, masked, "", SendStatus.CONFIG_ERROR, "apprise cannot load url")
+    outcome = await send_url(
+        service,
+        title="watcher test alert",
+        body=f"test alert from watcher to target {target!r}: if you can read this, it works",
+    )
+    return TargetResult(target, outcome.url, outcome.service, outcome.status, outcome.detail)

@@ -1,0 +1,316 @@
+"""The one task that delivers the outbox through Apprise.
+
+The sender wakes when the app records alerts (:meth:`Sender.wake`) and when a retry is due,
+reads the due deliveries from the :class:`~watcher.notify.outbox.Outbox`, and sends one message
+per target: deliveries for a target that was sent to less than ``coalesce_window`` seconds ago
+wait for the end of that window and then go together as one message ("3 alerts"). Each row is
+marked from that one result. FAILURE/TIMEOUT is retried after 2 s, 4 s, 8 s ... capped at
+``max_backoff`` and given up after ``give_up_after``; a URL Apprise cannot load, a NOMATCH or a
+target name missing from the configuration is a ``config_error`` and is never retried.
+
+Delivery is at least once: a crash between Apprise's answer and the database update re-sends
+that message after the restart. Within one process, a target with several URLs is re-sent only
+to the URLs that failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from watcher.notify.apprise_targets import (
+    SendStatus,
+    build_service,
+    mask_url,
+    normalize_targets,
+    send_url,
+)
+from watcher.notify.outbox import DeliveryRef, Outbox, PendingDelivery, log_console_alert
+
+__all__ = ["NOTIFY_TYPES", "Sender", "SenderStats", "compose_message", "retry_delay"]
+
+logger = logging.getLogger("watcher.notify")
+
+#: Apprise notify type for each alert severity.
+NOTIFY_TYPES = {"info": "info", "warning": "warning", "critical": "failure"}
+_SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+DAY = 86_400.0
+#: How long the loop pauses after an unexpected error (e.g. the database is locked).
+ERROR_PAUSE = 1.0
+#: Extra seconds granted at shutdown, beyond the send timeout, to record results in flight.
+SHUTDOWN_MARGIN = 2.0
+
+
+@dataclass(slots=True)
+class SenderStats:
+    """Counters of delivery rows (one alert × one target) since the sender started."""
+
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    config_errors: int = 0
+
+
+def retry_delay(attempts: int, *, initial: float = 2.0, maximum: float = 60.0) -> float:
+    """Seconds to wait after the ``attempts``-th failed attempt: 2, 4, 8 ... capped at maximum."""
+    exponent = min(max(attempts, 1) - 1, 62)
+    return min(initial * math.pow(2, exponent), maximum)
+
+
+def compose_message(items: Sequence[PendingDelivery]) -> tuple[str, str, str]:
+    """Title, body and Apprise notify type of one message carrying ``items``.
+
+    One alert is sent as is; several become ``"N alerts"`` with one paragraph per alert, and
+    the message takes the most severe alert's notify type.
+    """
+    worst = max(items, key=lambda item: _SEVERITY_RANK.get(item.severity, 0)).severity
+    notify_type = NOTIFY_TYPES.get(worst, "info")
+    if len(items) == 1:
+        return items[0].title, items[0].body, notify_type
+    body = "\n\n".join(f"[{item.severity}] {item.title}\n{item.body}" for item in items)
+    return f"{len(items)} alerts", body, notify_type
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """One configured URL: its ``Apprise`` object (None if unloadable) and its masked form."""
+
+    service: Any | None
+    masked: str
+
+
+class Sender:
+    """Deliver due outbox rows through Apprise, one task, as an async context manager.
+
+    Args:
+        outbox: where alerts are recorded and delivery results are written.
+        targets: target name → Apprise URLs (a bare string is one URL).
+        coalesce_window: at most one message per target per this many seconds; what becomes
+            due meanwhile is sent together when the window ends.
+        max_backoff: the longest wait between two attempts (≤ 60 s keeps "retried within a
+            minute").
+        timeout: the longest one Apprise send may take before it counts as TIMEOUT.
+        clock: Unix time in seconds (patched in tests).
+        min_backoff: the wait after the first failed attempt; it doubles after each failure.
+        give_up_after: seconds after recording an alert when a failed delivery becomes
+            ``failed`` instead of being retried.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        targets: Mapping[str, Sequence[str] | str],
+        *,
+        coalesce_window: float = 2.0,
+        max_backoff: float = 60.0,
+        timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+        min_backoff: float = 2.0,
+        give_up_after: float = DAY,
+    ) -> None:
+        self._outbox = outbox
+        self._targets = normalize_targets(targets)
+        self._window = coalesce_window
+        self._max_backoff = max_backoff
+        self._min_backoff = min_backoff
+        self._timeout = timeout
+        self._clock = clock
+        self._give_up_ms = int(give_up_after * 1000)
+        self._loaded: dict[str, _Loaded] = {}
+        self._done_urls: dict[DeliveryRef, set[str]] = {}
+        self._last_sent: dict[str, float] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.stats = SenderStats()
+
+    def __repr__(self) -> str:
+        state = "running" if self._task is not None and not self._task.done() else "stopped"
+        return f"<Sender {state} targets={sorted(self._targets)} stats={self.stats}>"
+
+    async def __aenter__(self) -> Sender:
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name="watcher-notify-sender")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Stop after the sends in flight are answered and recorded (or ``timeout`` passed)."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        try:
+            # A send cut short here would be sent again after a restart: let it finish.
+            await asyncio.wait({task}, timeout=self._timeout + SHUTDOWN_MARGIN)
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    # Public methods
+
+    def wake(self) -> None:
+        """Look at the outbox now (call it from the event loop after ``Outbox.record``)."""
+        self._wake.set()
+
+    def update_targets(self, targets: Mapping[str, Sequence[str] | str]) -> None:
+        """Replace the target configuration (hot reload); open deliveries use the new one."""
+        self._targets = normalize_targets(targets)
+        urls = {url for group in self._targets.values() for url in group}
+        self._loaded = {url: loaded for url, loaded in self._loaded.items() if url in urls}
+        self.wake()
+
+    # Private methods
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                delay = await self._step()
+            except Exception as exc:
+                logger.exception("alert sender failed, trying again: %s", exc)
+                delay = ERROR_PAUSE
+            await self._sleep(delay)
+
+    async def _sleep(self, delay: float | None) -> None:
+        if delay is not None and delay <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._wake.wait()
+        self._wake.clear()
+
+    async def _step(self) -> float | None:
+        """Send what is due; return seconds until more may be due (None: until woken)."""
+        now = self._clock()
+        due = await asyncio.to_thread(self._outbox.due, int(now * 1000))
+        groups: dict[str, list[PendingDelivery]] = {}
+        for item in due:
+            groups.setdefault(item.target, []).append(item)
+        ready = {t: items for t, items in groups.items() if self._release(t) <= now}
+        if ready:
+            # Let every send finish (a cancelled send would go out twice), then report errors.
+            results = await asyncio.gather(
+                *(self._deliver(t, items) for t, items in ready.items()), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            return 0.0
+        wake_at = [self._release(target) for target in groups]
+        next_ms = await asyncio.to_thread(self._outbox.next_due_ms)
+        if next_ms is not None and (next_ms > now * 1000 or not groups):
+            wake_at.append(next_ms / 1000)
+        return max(0.0, min(wake_at) - now) if wake_at else None
+
+    def _release(self, target: str) -> float:
+        """When the target may get its next message."""
+        return self._last_sent.get(target, -math.inf) + self._window
+
+    async def _deliver(self, target: str, items: list[PendingDelivery]) -> None:
+        refs = [item.ref for item in items]
+        self._last_sent[target] = self._clock()
+        status, error = await self._send_target(target, items)
+        now_ms = int(self._clock() * 1000)
+        if status is SendStatus.DELIVERED:
+            await asyncio.to_thread(self._outbox.mark_delivered, refs, now_ms=now_ms)
+            self.stats.sent += len(refs)
+            logger.info("delivered %d alert(s) to %r", len(refs), target)
+        elif status is SendStatus.CONFIG_ERROR:
+            await asyncio.to_thread(
+                self._outbox.mark_config_error, refs, error=error, now_ms=now_ms
+            )
+            self.stats.config_errors += len(refs)
+            logger.error("cannot deliver %d alert(s) to %r: %s", len(refs), target, error)
+            for item in items:
+                log_console_alert(item.severity, item.title, item.body)
+        else:
+            await self._fail(target, items, error, now_ms)
+        if status is not SendStatus.FAILED:
+            for ref in refs:
+                self._done_urls.pop(ref, None)
+
+    async def _fail(
+        self, target: str, items: list[PendingDelivery], error: str, now_ms: int
+    ) -> None:
+        refs = [i.ref for i in items if now_ms - i.created_ms >= self._give_up_ms]
+        if refs:
+            await asyncio.to_thread(self._outbox.mark_failed, refs, error=error, now_ms=now_ms)
+            self.stats.failed += len(refs)
+            logger.error("gave up delivering %d alert(s) to %r: %s", len(refs), target, error)
+            for ref in refs:
+                self._done_urls.pop(ref, None)
+        for item in items:
+            if item.ref in refs:
+                continue
+            delay = retry_delay(
+                item.attempts + 1, initial=self._min_backoff, maximum=self._max_backoff
+            )
+            next_ms = now_ms + int(delay * 1000)
+            await asyncio.to_thread(
+                self._outbox.mark_retry, [item.ref], next_attempt_ms=next_ms, error=error,
+                now_ms=now_ms,
+            )  # fmt: skip
+            self.stats.retried += 1
+            logger.info(
+                "delivery of alert %d to %r failed (attempt %d), retrying in %.1f s: %s",
+                item.alert_id, target, item.attempts + 1, delay, error,
+            )  # fmt: skip
+
+    async def _send_target(
+        self, target: str, items: list[PendingDelivery]
+    ) -> tuple[SendStatus, str]:
+        """Send one message to every URL of ``target``; return the combined status and error."""
+        urls = self._targets.get(target)
+        if urls is None:
+            return SendStatus.CONFIG_ERROR, f"unknown target {target!r}"
+        loaded = [(url, await self._load(url)) for url in urls]
+        for _, bad in loaded:
+            if bad.service is None:
+                logger.warning("target %r: apprise cannot load url %s, skipped", target, bad.masked)
+        usable = [(url, one) for url, one in loaded if one.service is not None]
+        if not usable:
+            masked = ", ".join(one.masked for _, one in loaded) or "no url"
+            return SendStatus.CONFIG_ERROR, f"apprise cannot load {masked}"
+        refs = [item.ref for item in items]
+        pending = [
+            (url, one) for url, one in usable
+            if not all(url in self._done_urls.get(ref, ()) for ref in refs)
+        ]  # fmt: skip
+        title, body, notify_type = compose_message(items)
+        outcomes = await asyncio.gather(
+            *(send_url(one.service, title=title, body=body, notify_type=notify_type)
+              for _, one in pending)
+        )  # fmt: skip
+        for (url, _), outcome in zip(pending, outcomes, strict=True):
+            if outcome.status is SendStatus.DELIVERED:
+                for ref in refs:
+                    self._done_urls.setdefault(ref, set()).add(url)
+        failed = [o for o in outcomes if o.status is not SendStatus.DELIVERED]
+        errors = "; ".join(f"{o.service or 'apprise'}: {o.detail}" for o in failed)
+        if any(o.status is SendStatus.FAILED for o in failed):
+            return SendStatus.FAILED, errors
+        if failed and len(failed) == len(usable):
+            return SendStatus.CONFIG_ERROR, errors
+        return SendStatus.DELIVERED, ""
+
+    async def _load(self, url: str) -> _Loaded:
+        loaded = self._loaded.get(url)
+        if loaded is None:
+            loaded = await asyncio.to_thread(self._build, url)
+            self._loaded[url] = loaded
+        return loaded
+
+    def _build(self, url: str) -> _Loaded:
+        service = build_service(url, timeout=self._timeout)
+        masked = mask_url(url)
+        if service is not None:
+            logger.debug("loaded notify url %s", masked)
+        return _Loaded(service, masked)

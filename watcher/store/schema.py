@@ -1,0 +1,456 @@
+"""The SQLite schema of watcher, its migrations, and the one way to open the database.
+
+Every money or count column is an INTEGER in micro-units with the suffix ``_e6``
+(``price_e6 = 450000`` is $0.45, ``count_e6 = 136000000`` is 136 contracts; see
+:mod:`watcher.kalshi.fixed`). Nothing is ever stored as a binary float.
+
+:func:`row_for` maps a frame to its table and row; :data:`INSERTS` holds the statement per table.
+The schema version lives in ``PRAGMA user_version``. :func:`open_database` applies every pending
+entry of :data:`MIGRATIONS` in one transaction, so a crash mid-migration leaves the old version.
+Version 1 adds these indexes beyond the product brief: ``orderbook_snapshots_market_ts``,
+``fills_market_ts`` and ``lifecycle_events_market_ts`` (all on ``(market_ticker, ts_ms)``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sqlite3
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from watcher.errors import StorageError
+from watcher.kalshi.fixed import to_micros
+from watcher.kalshi.messages import (
+    Fill,
+    MarketLifecycle,
+    OrderbookDelta,
+    OrderbookSnapshot,
+    Ticker,
+    Trade,
+    encode,
+    timestamp_ms,
+)
+
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "INSERTS",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "TABLES",
+    "open_database",
+    "row_for",
+    "split_statements",
+]
+
+logger = logging.getLogger("watcher.store")
+
+#: How long a connection waits for another writer's lock before failing, in milliseconds.
+BUSY_TIMEOUT_MS = 5000
+
+_SCHEMA_V1 = """
+CREATE TABLE tickers (id INTEGER PRIMARY KEY, market_ticker TEXT NOT NULL, ts_ms INTEGER NOT NULL,
+  received_ms INTEGER NOT NULL, price_e6 INTEGER, yes_bid_e6 INTEGER, yes_ask_e6 INTEGER,
+  yes_bid_size_e6 INTEGER, yes_ask_size_e6 INTEGER, last_trade_size_e6 INTEGER, volume_e6 INTEGER,
+  open_interest_e6 INTEGER, dollar_volume INTEGER, dollar_open_interest INTEGER);
+CREATE INDEX tickers_market_ts ON tickers(market_ticker, ts_ms);
+CREATE TABLE trades (id INTEGER PRIMARY KEY, trade_id TEXT NOT NULL UNIQUE,
+  market_ticker TEXT NOT NULL, ts_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL,
+  yes_price_e6 INTEGER NOT NULL, no_price_e6 INTEGER NOT NULL, count_e6 INTEGER NOT NULL,
+  taker_side TEXT, is_block_trade INTEGER,
+  late INTEGER NOT NULL DEFAULT 0);  -- late = 1: backfilled over REST after a seq gap
+CREATE INDEX trades_market_ts ON trades(market_ticker, ts_ms);
+CREATE TABLE orderbook_snapshots (id INTEGER PRIMARY KEY, market_ticker TEXT NOT NULL,
+  ts_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL, seq INTEGER,
+  yes_levels TEXT NOT NULL, no_levels TEXT NOT NULL);
+  -- levels: JSON [[price_e6, count_e6], ...], no_levels in NO-leg pricing
+CREATE INDEX orderbook_snapshots_market_ts ON orderbook_snapshots(market_ticker, ts_ms);
+CREATE TABLE orderbook_deltas (id INTEGER PRIMARY KEY, market_ticker TEXT NOT NULL,
+  ts_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL, seq INTEGER, side TEXT NOT NULL,
+  price_e6 INTEGER NOT NULL, delta_e6 INTEGER NOT NULL);
+CREATE TABLE fills (id INTEGER PRIMARY KEY, trade_id TEXT NOT NULL UNIQUE, order_id TEXT,
+  market_ticker TEXT NOT NULL, ts_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL, side TEXT,
+  yes_price_e6 INTEGER NOT NULL, count_e6 INTEGER NOT NULL, fee_e6 INTEGER, is_taker INTEGER,
+  action TEXT);
+CREATE INDEX fills_market_ts ON fills(market_ticker, ts_ms);
+CREATE TABLE lifecycle_events (id INTEGER PRIMARY KEY, market_ticker TEXT NOT NULL,
+  ts_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL, event_type TEXT NOT NULL, result TEXT,
+  settlement_value_e6 INTEGER, raw TEXT NOT NULL);
+CREATE INDEX lifecycle_events_market_ts ON lifecycle_events(market_ticker, ts_ms);
+CREATE TABLE markets (market_ticker TEXT PRIMARY KEY, title TEXT, status TEXT,
+  close_time_ms INTEGER, result TEXT, updated_ms INTEGER NOT NULL);
+CREATE TABLE alerts (id INTEGER PRIMARY KEY, idempotency_key TEXT NOT NULL UNIQUE,
+  rule TEXT NOT NULL, market_ticker TEXT NOT NULL, severity TEXT NOT NULL, title TEXT NOT NULL,
+  body TEXT NOT NULL,
+  targets TEXT NOT NULL,  -- JSON list of target names
+  status TEXT NOT NULL,   -- pending | delivered | partial | failed | suppressed | console
+  created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
+CREATE INDEX alerts_created ON alerts(created_ms);
+CREATE TABLE alert_deliveries (alert_id INTEGER NOT NULL REFERENCES alerts(id),
+  target TEXT NOT NULL,
+  status TEXT NOT NULL,   -- pending | delivered | retrying | config_error | failed
+  attempts INTEGER NOT NULL DEFAULT 0, next_attempt_ms INTEGER, last_error TEXT,
+  updated_ms INTEGER NOT NULL, PRIMARY KEY (alert_id, target));
+CREATE TABLE rule_state (rule TEXT NOT NULL, scope TEXT NOT NULL, state TEXT NOT NULL,
+  updated_ms INTEGER NOT NULL, PRIMARY KEY (rule, scope));  -- state: JSON owned by the rules
+CREATE TABLE service_state (key TEXT PRIMARY KEY, value TEXT NOT NULL,
+  updated_ms INTEGER NOT NULL);
+"""
+
+#: ``(version, sql)`` in ascending order; entry N brings a version N-1 database to version N.
+MIGRATIONS: list[tuple[int, str]] = [(1, _SCHEMA_V1)]
+
+#: The schema version this code reads and writes.
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+#: Every table of the current schema (used to validate table names in queries).
+TABLES = frozenset(
+    "tickers trades orderbook_snapshots orderbook_deltas fills lifecycle_events markets alerts"
+    " alert_deliveries rule_state service_state".split()
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Frames to rows
+
+_COLUMNS: dict[str, tuple[str, ...]] = {
+    table: tuple(columns.split())
+    for table, columns in {
+        "tickers": "market_ticker ts_ms received_ms price_e6 yes_bid_e6 yes_ask_e6"
+        " yes_bid_size_e6 yes_ask_size_e6 last_trade_size_e6 volume_e6 open_interest_e6"
+        " dollar_volume dollar_open_interest",
+        "trades": "trade_id market_ticker ts_ms received_ms yes_price_e6 no_price_e6 count_e6"
+        " taker_side is_block_trade late",
+        "orderbook_snapshots": "market_ticker ts_ms received_ms seq yes_levels no_levels",
+        "orderbook_deltas": "market_ticker ts_ms received_ms seq side price_e6 delta_e6",
+        "fills": "trade_id order_id market_ticker ts_ms received_ms side yes_price_e6 count_e6"
+        " fee_e6 is_taker action",
+        "lifecycle_events": "market_ticker ts_ms received_ms event_type result"
+        " settlement_value_e6 raw",
+        "markets": "market_ticker title status close_time_ms result updated_ms",
+        "service_state": "key value updated_ms",
+    }.items()
+}
+
+_CONFLICT = {
+    "trades": " ON CONFLICT(trade_id) DO NOTHING",  # one row per trade_id
+    "fills": " ON CONFLICT(trade_id) DO NOTHING",
+    # None keeps what is stored: a lifecycle event or a partial REST answer erases nothing.
+    "markets": " ON CONFLICT(market_ticker) DO UPDATE SET"
+    " title = coalesce(excluded.title, title), status = coalesce(excluded.status, status),"
+    " close_time_ms = coalesce(excluded.close_time_ms, close_time_ms),"
+    " result = coalesce(excluded.result, result), updated_ms = excluded.updated_ms",
+    "service_state": " ON CONFLICT(key) DO UPDATE SET"
+    " value = excluded.value, updated_ms = excluded.updated_ms",
+}
+
+#: The statement that writes one row of each table the writer fills, in write order.
+INSERTS: dict[str, str] = {
+    table: f"INSERT INTO {table} ({', '.join(columns)})"
+    f" VALUES ({', '.join('?' * len(columns))}){_CONFLICT.get(table, '')}"
+    for table, columns in _COLUMNS.items()
+}
+
+_INT64 = 2**63
+
+
+def _e6(value: Decimal) -> int:
+    micros = int(to_micros(value))
+    if not -_INT64 <= micros < _INT64:
+        raise ValueError(f"value does not fit an SQLite integer: {value}")
+    return micros
+
+
+def _e6_opt(value: Decimal | None) -> int | None:
+    return None if value is None else _e6(value)
+
+
+def _flag(value: bool | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _ts(ts_ms: int | None, ts: int | None, sending_ts_ms: int | None, received_ms: int) -> int:
+    best = timestamp_ms(ts_ms, ts, sending_ts_ms)
+    return received_ms if best is None else best
+
+
+def _levels(levels: list[tuple[Decimal, Decimal]]) -> str:
+    return json.dumps([[_e6(price), _e6(count)] for price, count in levels], separators=(",", ":"))
+
+
+def _ticker(frame: Ticker, received_ms: int, late: bool) -> tuple[Any, ...]:
+    m = frame.msg
+    return (
+        m.market_ticker,
+        _ts(m.ts_ms, m.ts, frame.sending_ts_ms, received_ms),
+        received_ms,
+        _e6(m.price_dollars),
+        _e6(m.yes_bid_dollars),
+        _e6(m.yes_ask_dollars),
+        _e6_opt(m.yes_bid_size_fp),
+        _e6_opt(m.yes_ask_size_fp),
+        _e6_opt(m.last_trade_size_fp),
+        _e6_opt(m.volume_fp),
+        _e6_opt(m.open_interest_fp),
+        m.dollar_volume,
+        m.dollar_open_interest,
+    )
+
+
+def _trade(frame: Trade, received_ms: int, late: bool) -> tuple[Any, ...]:
+    m = frame.msg
+    return (
+        m.trade_id,
+        m.market_ticker,
+        _ts(m.ts_ms, m.ts, frame.sending_ts_ms, received_ms),
+        received_ms,
+        _e6(m.yes_price_dollars),
+        _e6(m.no_price_dollars),
+        _e6(m.count_fp),
+        m.taker_side or m.taker_outcome_side,
+        _flag(m.is_block_trade),
+        int(late),
+    )
+
+
+def _snapshot(frame: OrderbookSnapshot, received_ms: int, late: bool) -> tuple[Any, ...]:
+    m = frame.msg
+    return (
+        m.market_ticker,
+        _ts(None, None, frame.sending_ts_ms, received_ms),
+        received_ms,
+        frame.seq,
+        _levels(m.yes_dollars_fp),
+        _levels(m.no_dollars_fp),
+    )
+
+
+def _delta(frame: OrderbookDelta, received_ms: int, late: bool) -> tuple[Any, ...]:
+    m = frame.msg
+    return (
+        m.market_ticker,
+        _ts(m.ts_ms, None, frame.sending_ts_ms, received_ms),
+        received_ms,
+        frame.seq,
+        m.side,
+        _e6(m.price_dollars),
+        _e6(m.delta_fp),
+    )
+
+
+def _fill(frame: Fill, received_ms: int, late: bool) -> tuple[Any, ...]:
+    m = frame.msg
+    return (
+        m.trade_id,
+        m.order_id,
+        m.market_ticker,
+        _ts(m.ts_ms, m.ts, frame.sending_ts_ms, received_ms),
+        received_ms,
+        m.side or m.outcome_side,
+        _e6(m.yes_price_dollars),
+        _e6(m.count_fp),
+        _e6_opt(m.fee_cost),
+        _flag(m.is_taker),
+        m.action,
+    )
+
+
+def _lifecycle(frame: MarketLifecycle, received_ms: int, late: bool) -> tuple[Any, ...]:
+    m = frame.msg
+    return (
+        m.market_ticker,
+        _ts(None, None, frame.sending_ts_ms, received_ms),
+        received_ms,
+        m.event_type,
+        m.result or None,
+        _e6_opt(m.settlement_value),
+        encode(frame).decode(),
+    )
+
+
+_ROW_BUILDERS: dict[type[Any], tuple[str, Callable[[Any, int, bool], tuple[Any, ...]]]] = {
+    Ticker: ("tickers", _ticker),
+    Trade: ("trades", _trade),
+    OrderbookSnapshot: ("orderbook_snapshots", _snapshot),
+    OrderbookDelta: ("orderbook_deltas", _delta),
+    Fill: ("fills", _fill),
+    MarketLifecycle: ("lifecycle_events", _lifecycle),
+}
+
+
+def row_for(message: object, received_ms: int, late: bool = False) -> tuple[str, tuple[Any, ...]]:
+    """The table and row (in :data:`INSERTS` column order) that store one frame.
+
+    ``ts_ms`` is the payload's ``ts_ms``, else its ``ts`` seconds × 1000, else the envelope's
+    ``sending_ts_ms``, else ``received_ms``. Prices and counts become exact ``_e6`` integers.
+
+    Raises:
+        TypeError: frames of this type are not stored.
+        ValueError: a number has more than 6 decimals or does not fit in 64 bits.
+    """
+    try:
+        table, build = _ROW_BUILDERS[type(message)]
+    except KeyError:
+        raise TypeError(f"{type(message).__name__} frames are not stored") from None
+    return table, build(message, received_ms, late)
+
+
+def split_statements(script: str) -> list[str]:
+    """Split an SQL script into complete statements (comments and semicolons in them are kept).
+
+    ``executescript`` commits any open transaction first, so migrations run statement by
+    statement inside their own ``BEGIN IMMEDIATE`` instead.
+    """
+    statements: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements
+
+
+def open_database(
+    path: str | os.PathLike[str], *, readonly: bool = False, busy_timeout_ms: int = BUSY_TIMEOUT_MS
+) -> sqlite3.Connection:
+    """Open (and for a writer, create and migrate) the watcher database.
+
+    A writer creates the parent directory and a new file with mode 0600 before SQLite touches
+    it, switches to WAL with ``synchronous=NORMAL``, turns on foreign keys and applies pending
+    migrations in one transaction. A reader (``readonly=True``) opens ``file:...?mode=ro`` and
+    never blocks the writer. The connection is in autocommit mode (``isolation_level=None``):
+    callers issue ``BEGIN``/``COMMIT`` themselves.
+
+    Args:
+        path: the database file.
+        readonly: open for reading only; the file must exist and be at the current version.
+        busy_timeout_ms: how long to wait for another connection's lock.
+
+    Returns:
+        An open connection, usable only in the thread that opened it.
+
+    Raises:
+        StorageError: the path cannot be created or written, the file is not a database, or its
+            schema version is newer than :data:`SCHEMA_VERSION` (or, for a reader, older).
+    """
+    db = Path(path)
+    if readonly:
+        conn = _connect_readonly(db)
+    else:
+        _create_file(db)
+        conn = _connect(db, str(db), uri=False)
+    try:
+        _configure(conn, db, readonly=readonly, busy_timeout_ms=busy_timeout_ms)
+        if readonly:
+            _check_readable_version(conn, db)
+        else:
+            _migrate(conn, db)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+# Private functions
+
+
+def _create_file(db: Path) -> None:
+    """Create the parent directory and, if missing, an empty file with mode 0600."""
+    try:
+        if not db.parent.is_dir():
+            db.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            fd = os.open(db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+    except OSError as exc:
+        raise StorageError(f"cannot create database {db}: {exc.strerror or exc}") from exc
+    os.close(fd)
+    logger.info("created database %s", db)
+
+
+def _connect(db: Path, target: str, *, uri: bool) -> sqlite3.Connection:
+    try:
+        return sqlite3.connect(target, uri=uri, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot open database {db}: {exc}") from exc
+
+
+def _connect_readonly(db: Path) -> sqlite3.Connection:
+    if not db.is_file():
+        raise StorageError(f"cannot open database {db} for reading: no such file")
+    return _connect(db, f"file:{quote(str(db.absolute()))}?mode=ro", uri=True)
+
+
+def _configure(conn: sqlite3.Connection, db: Path, *, readonly: bool, busy_timeout_ms: int) -> None:
+    """Apply the connection pragmas; the first read also proves the file is a database."""
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        if readonly:
+            conn.execute("PRAGMA query_only = ON")
+            conn.execute("PRAGMA user_version").fetchone()
+            return
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot open database {db}: {exc}") from exc
+    if str(mode).lower() != "wal":
+        raise StorageError(f"cannot switch database {db} to WAL mode: journal_mode is {mode}")
+
+
+def _user_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _refuse_newer(db: Path, version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise StorageError(
+            f"database {db} has schema version {version}, newer than the {SCHEMA_VERSION} this"
+            " watcher supports: upgrade watcher or use another --db"
+        )
+
+
+def _check_readable_version(conn: sqlite3.Connection, db: Path) -> None:
+    try:
+        version = _user_version(conn)
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot read database {db}: {exc}") from exc
+    _refuse_newer(db, version)
+    if version < SCHEMA_VERSION:
+        raise StorageError(
+            f"database {db} has schema version {version}, older than {SCHEMA_VERSION}:"
+            " run `watcher start` once to migrate it"
+        )
+
+
+def _migrate(conn: sqlite3.Connection, db: Path) -> None:
+    """Bring the database to :data:`SCHEMA_VERSION` in one transaction (or leave it as it was)."""
+    try:
+        if _user_version(conn) == SCHEMA_VERSION:
+            return
+        conn.execute("BEGIN IMMEDIATE")  # re-read under the write lock: another opener may race
+        try:
+            version = _user_version(conn)
+            _refuse_newer(db, version)
+            for target, script in MIGRATIONS:
+                if target > version:
+                    for statement in split_statements(script):
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {int(target)}")
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot migrate database {db}: {exc}") from exc
+    logger.info("migrated database %s from schema version %d to %d", db, version, SCHEMA_VERSION)
