@@ -96,6 +96,8 @@ CREATE TABLE alert_deliveries (alert_id INTEGER NOT NULL REFERENCES alerts(id),
   status TEXT NOT NULL,   -- pending | delivered | retrying | config_error | failed
   attempts INTEGER NOT NULL DEFAULT 0, next_attempt_ms INTEGER, last_error TEXT,
   updated_ms INTEGER NOT NULL, PRIMARY KEY (alert_id, target));
+CREATE INDEX alert_deliveries_open ON alert_deliveries(next_attempt_ms)
+  WHERE status IN ('pending', 'retrying');
 CREATE TABLE rule_state (rule TEXT NOT NULL, scope TEXT NOT NULL, state TEXT NOT NULL,
   updated_ms INTEGER NOT NULL, PRIMARY KEY (rule, scope));  -- state: JSON owned by the rules
 CREATE TABLE service_state (key TEXT PRIMARY KEY, value TEXT NOT NULL,
