@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)  ## start the watcher against the built-in simulated exchange
+	test -f trades.json || cp trades.json.example trades.json
 	$(BIN)/watcher start --simulate $(ARGS)
 
 test: $(STAMP)
