@@ -16,8 +16,7 @@ from watcher.kalshi.fixed import cents_to_micros, format_cents, format_dollars, 
 from .conftest import FIXTURES, KALSHI_MESSAGES
 
 FRAME_FILES = sorted(
-    p for p in (FIXTURES / "kalshi").rglob("*.json")
-    if not p.name.startswith(("cmd_", "rest_"))
+    p for p in (FIXTURES / "kalshi").rglob("*.json") if not p.name.startswith(("cmd_", "rest_"))
 )
 COMMAND_FILES = sorted((FIXTURES / "kalshi").rglob("cmd_*.json"))
 
@@ -45,8 +44,10 @@ def test_the_shared_folder_holds_the_same_frames_as_the_fixtures() -> None:
 @pytest.mark.parametrize("path", COMMAND_FILES, ids=lambda p: str(p.relative_to(FIXTURES)))
 def test_every_published_command_decodes(path: Path) -> None:
     """Kalshi's example commands decode as commands (the simulator relies on it)."""
-    assert isinstance(m.decode_command(path.read_bytes()), m.Subscribe | m.Unsubscribe |
-                      m.UpdateSubscription | m.ListSubscriptions)
+    assert isinstance(
+        m.decode_command(path.read_bytes()),
+        m.Subscribe | m.Unsubscribe | m.UpdateSubscription | m.ListSubscriptions,
+    )
 
 
 def test_ticker_prices_are_exact_decimals() -> None:
@@ -64,16 +65,24 @@ def test_trade_frame_has_seq_and_both_prices() -> None:
     frame = m.decode_message((FIXTURES / "kalshi" / "trade.json").read_bytes())
     assert isinstance(frame, m.Trade)
     assert (frame.seq, frame.msg.yes_price_dollars, frame.msg.count_fp) == (
-        2, Decimal("0.3600"), Decimal("136.00"))
+        2,
+        Decimal("0.3600"),
+        Decimal("136.00"),
+    )
 
 
 def test_list_subscriptions_answer_is_an_ok_with_a_list() -> None:
     """`list_subscriptions` answers with type ok and a list of {channel, sid}."""
-    frame = m.decode_message((FIXTURES / "kalshi" / "list_subscriptions_response.json").read_bytes())
+    frame = m.decode_message(
+        (FIXTURES / "kalshi" / "list_subscriptions_response.json").read_bytes()
+    )
     assert isinstance(frame, m.Ok)
     assert isinstance(frame.msg, list)
     assert [(s.channel, s.sid) for s in frame.msg] == [
-        ("orderbook_delta", 1), ("ticker", 2), ("fill", 3)]
+        ("orderbook_delta", 1),
+        ("ticker", 2),
+        ("fill", 3),
+    ]
 
 
 def test_unknown_fields_are_ignored() -> None:
@@ -92,8 +101,11 @@ def test_unknown_fields_are_ignored() -> None:
         (b"[1,2]", "frame is not a JSON object but list"),
         (b'{"sid":1}', "frame has no string 'type' field"),
         (b'{"type":"ticker","sid":1,"msg":{"market_ticker":"A"}}', "invalid ticker frame"),
-        (b'{"type":"ticker","sid":1,"msg":{"market_ticker":"A","price_dollars":"abc",'
-         b'"yes_bid_dollars":"0.4","yes_ask_dollars":"0.5"}}', "invalid ticker frame"),
+        (
+            b'{"type":"ticker","sid":1,"msg":{"market_ticker":"A","price_dollars":"abc",'
+            b'"yes_bid_dollars":"0.4","yes_ask_dollars":"0.5"}}',
+            "invalid ticker frame",
+        ),
         (b"\xff\xfe{}", "frame is not valid JSON"),
         (b"", "frame is not valid JSON"),
     ],
@@ -110,15 +122,21 @@ def test_unknown_type_keeps_the_raw_object() -> None:
     """An unknown type is handed on with its sid, seq and raw JSON, not raised."""
     frame = m.decode_message(b'{"type":"multivariate_lookup","sid":4,"seq":9,"msg":{}}')
     assert frame == m.UnknownMessage(
-        type="multivariate_lookup", sid=4, seq=9,
+        type="multivariate_lookup",
+        sid=4,
+        seq=9,
         raw={"type": "multivariate_lookup", "sid": 4, "seq": 9, "msg": {}},
     )
 
 
 def test_commands_encode_without_empty_fields() -> None:
     """Commands encode compactly and keep use_yes_price=false when pinned."""
-    cmd = m.Subscribe(id=1, params=m.SubscribeParams(
-        channels=["orderbook_delta"], market_tickers=["A"], use_yes_price=False))
+    cmd = m.Subscribe(
+        id=1,
+        params=m.SubscribeParams(
+            channels=["orderbook_delta"], market_tickers=["A"], use_yes_price=False
+        ),
+    )
     assert m.encode(cmd) == (
         b'{"cmd":"subscribe","id":1,"params":{"channels":["orderbook_delta"],'
         b'"market_tickers":["A"],"use_yes_price":false}}'
@@ -127,9 +145,17 @@ def test_commands_encode_without_empty_fields() -> None:
 
 @pytest.mark.parametrize(
     ("text", "micros"),
-    [("0.48", 480_000), ("0.4800", 480_000), ("0.480", 480_000), ("0.4550", 455_000),
-     ("0.010000", 10_000), ("1", 1_000_000), ("136.00", 136_000_000), ("-54.00", -54_000_000),
-     ("0.000001", 1)],
+    [
+        ("0.48", 480_000),
+        ("0.4800", 480_000),
+        ("0.480", 480_000),
+        ("0.4550", 455_000),
+        ("0.010000", 10_000),
+        ("1", 1_000_000),
+        ("136.00", 136_000_000),
+        ("-54.00", -54_000_000),
+        ("0.000001", 1),
+    ],
 )
 def test_dollar_strings_with_2_to_6_decimals_parse_exactly(text: str, micros: int) -> None:
     """Fixed-point strings of any width parse to exact micro-units."""

@@ -38,9 +38,18 @@ def open_with_ticker_and_trade() -> KalshiProtocol:
 
 
 def trade(seq: int, sid: int = 2, trade_id: str = "t") -> dict:
-    return {"type": "trade", "sid": sid, "seq": seq, "msg": {
-        "trade_id": f"{trade_id}{seq}", "market_ticker": "A", "yes_price_dollars": "0.4",
-        "no_price_dollars": "0.6", "count_fp": "1.00"}}
+    return {
+        "type": "trade",
+        "sid": sid,
+        "seq": seq,
+        "msg": {
+            "trade_id": f"{trade_id}{seq}",
+            "market_ticker": "A",
+            "yes_price_dollars": "0.4",
+            "no_price_dollars": "0.6",
+            "count_fp": "1.00",
+        },
+    }
 
 
 def test_connection_made_subscribes_everything_wanted_with_explicit_markets() -> None:
@@ -51,8 +60,11 @@ def test_connection_made_subscribes_everything_wanted_with_explicit_markets() ->
     assert sent(p) == []  # not connected yet
     p.connection_made()
     assert sent(p) == [
-        {"id": 1, "cmd": "subscribe",
-         "params": {"channels": ["ticker", "trade"], "market_tickers": ["A", "B"]}},
+        {
+            "id": 1,
+            "cmd": "subscribe",
+            "params": {"channels": ["ticker", "trade"], "market_tickers": ["A", "B"]},
+        },
         {"id": 2, "cmd": "subscribe", "params": {"channels": ["market_lifecycle_v2"]}},
     ]
 
@@ -61,7 +73,10 @@ def test_subscribed_replies_build_the_sid_map() -> None:
     """Each `subscribed` maps its sid to the channel and its markets."""
     p = open_with_ticker_and_trade()
     assert {s.sid: (s.channel, s.markets) for s in p.subscriptions.values()} == {
-        1: ("ticker", {"A", "B"}), 2: ("trade", {"A", "B"}), 3: ("market_lifecycle_v2", None)}
+        1: ("ticker", {"A", "B"}),
+        2: ("trade", {"A", "B"}),
+        3: ("market_lifecycle_v2", None),
+    }
 
 
 def test_orderbook_subscriptions_pin_use_yes_price() -> None:
@@ -105,9 +120,17 @@ def test_a_replayed_old_seq_is_dropped() -> None:
 def test_ticker_frames_are_never_seq_checked() -> None:
     """Ticker frames have no seq; one that carries it anyway is tolerated."""
     p = open_with_ticker_and_trade()
-    tick = {"type": "ticker", "sid": 1, "seq": 50, "msg": {
-        "market_ticker": "A", "price_dollars": "0.5", "yes_bid_dollars": "0.49",
-        "yes_ask_dollars": "0.51"}}
+    tick = {
+        "type": "ticker",
+        "sid": 1,
+        "seq": 50,
+        "msg": {
+            "market_ticker": "A",
+            "price_dollars": "0.5",
+            "yes_bid_dollars": "0.49",
+            "yes_ask_dollars": "0.51",
+        },
+    }
     assert len(feed(p, **tick)) == 1
     assert len(feed(p, **{**tick, "seq": 1})) == 1
 
@@ -119,14 +142,22 @@ def test_orderbook_gap_requests_a_snapshot() -> None:
     p.connection_made()
     sent(p)
     feed(p, id=1, type="subscribed", msg={"channel": "orderbook_delta", "sid": 7})
-    delta = {"type": "orderbook_delta", "sid": 7, "msg": {
-        "market_ticker": "A", "price_dollars": "0.4", "delta_fp": "1.00", "side": "yes"}}
+    delta = {
+        "type": "orderbook_delta",
+        "sid": 7,
+        "msg": {"market_ticker": "A", "price_dollars": "0.4", "delta_fp": "1.00", "side": "yes"},
+    }
     feed(p, type="orderbook_snapshot", sid=7, seq=1, msg={"market_ticker": "A"})
     feed(p, **delta, seq=2)
     events = feed(p, **delta, seq=4)
     assert isinstance(events[0], SequenceGapEvent)
-    assert sent(p) == [{"id": 2, "cmd": "update_subscription", "params": {
-        "action": "get_snapshot", "sids": [7], "market_tickers": ["A"]}}]
+    assert sent(p) == [
+        {
+            "id": 2,
+            "cmd": "update_subscription",
+            "params": {"action": "get_snapshot", "sids": [7], "market_tickers": ["A"]},
+        }
+    ]
     # The snapshot answering it resets the sequence.
     feed(p, type="orderbook_snapshot", id=2, sid=7, seq=10, msg={"market_ticker": "A"})
     assert isinstance(feed(p, **delta, seq=11)[0], m.OrderbookDelta)
@@ -138,16 +169,26 @@ def test_terminal_channel_errors_resubscribe_that_channel(code: int) -> None:
     p = open_with_ticker_and_trade()
     feed(p, type="error", sid=2, msg={"code": code, "msg": "Channel error"})
     assert 2 not in p.subscriptions
-    assert sent(p) == [{"id": 3, "cmd": "subscribe",
-                        "params": {"channels": ["trade"], "market_tickers": ["A", "B"]}}]
+    assert sent(p) == [
+        {
+            "id": 3,
+            "cmd": "subscribe",
+            "params": {"channels": ["trade"], "market_tickers": ["A", "B"]},
+        }
+    ]
 
 
 def test_adding_markets_uses_update_subscription_on_the_live_sid() -> None:
     """New markets join the live subscription without a reconnect."""
     p = open_with_ticker_and_trade()
     p.add_markets("ticker", ["C", "A"])
-    assert sent(p) == [{"id": 3, "cmd": "update_subscription", "params": {
-        "action": "add_markets", "sids": [1], "market_tickers": ["C"]}}]
+    assert sent(p) == [
+        {
+            "id": 3,
+            "cmd": "update_subscription",
+            "params": {"action": "add_markets", "sids": [1], "market_tickers": ["C"]},
+        }
+    ]
     feed(p, id=3, sid=1, seq=1, type="ok", msg={"market_tickers": ["A", "B", "C"]})
     assert p.subscriptions[1].markets == {"A", "B", "C"}
 
