@@ -1,0 +1,71 @@
+"""rules.yaml: the model, a loader with ``file:line:col`` errors, and the pure rule engine.
+
+Typical use::
+
+    config = load_rules("rules/rules.yaml", env=os.environ)   # RulesError lists every problem
+    markets = Markets(history_ms=config.history_ms)
+    decision = evaluate(config, portfolio, markets, TickEvent(ticker, ts_ms), states, now_ms)
+    # decision.alerts → outbox; decision.changed → rule_state table
+
+See design.md §5 and the comments in ``rules/rules.yaml`` for the semantics of every rule.
+"""
+
+from __future__ import annotations
+
+from watcher.rules.engine import Decision, StateKey, evaluate, unmatched_rules
+from watcher.rules.events import ClockEvent, Event, LifecycleEvent, TickEvent, TradeEvent
+from watcher.rules.loader import RulesError, load_rules, parse_rules
+from watcher.rules.model import (
+    RULE_TYPES,
+    ClosingSoonRule,
+    Defaults,
+    MoveFromEntryRule,
+    PnlRule,
+    PriceCrossRule,
+    QuietHours,
+    Rule,
+    RuleBase,
+    RulesConfig,
+    SettledRule,
+    SpreadRule,
+    StaleRule,
+    TradeSizeRule,
+    VelocityRule,
+)
+from watcher.rules.quiet import is_quiet, is_suppressed
+from watcher.rules.state import RuleState
+from watcher.rules.template import PLACEHOLDERS
+
+__all__ = [
+    "PLACEHOLDERS",
+    "RULE_TYPES",
+    "ClockEvent",
+    "ClosingSoonRule",
+    "Decision",
+    "Defaults",
+    "Event",
+    "LifecycleEvent",
+    "MoveFromEntryRule",
+    "PnlRule",
+    "PriceCrossRule",
+    "QuietHours",
+    "Rule",
+    "RuleBase",
+    "RuleState",
+    "RulesConfig",
+    "RulesError",
+    "SettledRule",
+    "SpreadRule",
+    "StaleRule",
+    "StateKey",
+    "TickEvent",
+    "TradeEvent",
+    "TradeSizeRule",
+    "VelocityRule",
+    "evaluate",
+    "is_quiet",
+    "is_suppressed",
+    "load_rules",
+    "parse_rules",
+    "unmatched_rules",
+]

@@ -1,0 +1,68 @@
+"""What the rule engine reacts to: a tick, a trade, a lifecycle change, or the clock.
+
+The app applies each event to :class:`watcher.market.Markets` first, then calls
+:func:`watcher.rules.engine.evaluate` with it. Prices are YES prices in micro-dollars.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, TypeAlias
+
+__all__ = ["ClockEvent", "Event", "LifecycleEvent", "TickEvent", "TradeEvent"]
+
+
+@dataclass(frozen=True, slots=True)
+class TickEvent:
+    """A ticker update for ``ticker`` was applied (price rules run; ``stale`` may recover)."""
+
+    ticker: str
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class TradeEvent:
+    """A public trade.
+
+    Attributes:
+        ticker: the market.
+        ts_ms: when it traded.
+        trade_id: Kalshi's id (part of the alert key, so a replayed trade cannot alert twice).
+        yes_price: the YES price in micro-dollars.
+        count_micros: contracts × 1,000,000.
+        taker_side: ``"yes"`` or ``"no"``, if known.
+        late: reported after newer data (a backfill); it does not move prices.
+    """
+
+    ticker: str
+    ts_ms: int
+    trade_id: str
+    yes_price: int
+    count_micros: int
+    taker_side: Literal["yes", "no"] | None = None
+    late: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleEvent:
+    """A ``market_lifecycle_v2`` event (``determined``, ``settled``, ``close_date_updated``...).
+
+    ``settlement_value_micros`` is the YES payout (1_000_000 when YES won), if given.
+    """
+
+    ticker: str
+    ts_ms: int
+    event_type: str
+    result: str | None = None
+    settlement_value_micros: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClockEvent:
+    """Sent by the scheduler every few seconds: ``closing_soon``, ``stale`` and ``settled``
+    (from REST metadata) are checked for every market."""
+
+    now_ms: int
+
+
+Event: TypeAlias = TickEvent | TradeEvent | LifecycleEvent | ClockEvent
