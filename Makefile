@@ -23,12 +23,12 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check watcher tests examples bench
-	$(BIN)/ruff format --check watcher tests examples bench
+	$(BIN)/ruff check watcher tests examples
+	$(BIN)/ruff format --check watcher tests examples
 
 format: $(STAMP)
-	$(BIN)/ruff format watcher tests examples bench
-	$(BIN)/ruff check --fix watcher tests examples bench
+	$(BIN)/ruff format watcher tests examples
+	$(BIN)/ruff check --fix watcher tests examples
 
 mypy: $(STAMP)
 	$(BIN)/mypy watcher

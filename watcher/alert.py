@@ -16,7 +16,7 @@ class Alert:
     """One alert decided by the rule engine.
 
     Attributes:
-        key: idempotency key, unique per firing (e.g. ``"tight spread|KXCPI-26JAN-T0.0|1732170000000"``);
+        key: idempotency key, unique per firing (``"tight spread|KXCPI-26JAN-T0.3|17321..."``);
             the outbox refuses a second row with the same key, so a replayed event cannot re-send.
         rule: the rule's ``name`` from rules.yaml (or a built-in name such as ``"config"``).
         market_ticker: the market the alert is about ("" for service-wide alerts).

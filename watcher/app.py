@@ -1,0 +1,249 @@
+"""Composition root: feed → queue → pipeline (state, rules, outbox) and store; lifecycle.
+
+``watcher start`` builds a :class:`Service` from :class:`~watcher.settings.Settings` and runs it
+until SIGINT/SIGTERM. The receive loop only decodes and enqueues; the pipeline task does the rest.
+Shutdown is lossless: the feed unsubscribes and reads until Kalshi acknowledges (so every frame
+sent before is in), the queue is drained, the store flushed, and a one-line summary is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from watcher.errors import WatcherError
+from watcher.kalshi.auth import KalshiSigner
+from watcher.kalshi.client import KalshiWebSocketClient
+from watcher.kalshi.rest import KalshiRestClient
+from watcher.kalshi.simulator import SimulatedExchange
+from watcher.pipeline import Pipeline
+from watcher.positions import Portfolio, load_positions
+from watcher.reload import ConfigWatcher
+from watcher.rules import RulesConfig, load_rules
+from watcher.settings import Settings
+from watcher.store.writer import StoreWriter
+
+__all__ = ["FEED_CHANNELS", "NoCredentials", "Service", "run_service"]
+
+logger = logging.getLogger("watcher.app")
+
+#: What the service subscribes for the watched markets (plus market_lifecycle_v2, global).
+FEED_CHANNELS = ("ticker", "trade")
+SIM_KEY_ID = "watcher-simulator"
+
+
+class NoCredentials(WatcherError):
+    """No API key and no --simulate."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    ws_url: str
+    api_url: str
+    signer: KalshiSigner | None
+
+
+class Service:
+    """The running watcher: one feed, one pipeline, one store writer, one config watcher.
+
+    Args:
+        settings: resolved settings.
+        portfolio: the positions loaded at start.
+        rules: the rules loaded at start.
+        endpoint: where and how to connect.
+        client_options: extra keyword arguments for :class:`KalshiWebSocketClient` (tests).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        portfolio: Portfolio,
+        rules: RulesConfig,
+        endpoint: Endpoint,
+        client_options: dict[str, Any] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.endpoint = endpoint
+        self.clock = clock
+        self.rest = KalshiRestClient(endpoint.api_url, signer=endpoint.signer)
+        self.client = KalshiWebSocketClient(
+            url=endpoint.ws_url, signer=endpoint.signer, rest=self.rest, **(client_options or {})
+        )
+        self.store = StoreWriter(settings.db_path)
+        self.pipeline = Pipeline(
+            db_path=settings.db_path,
+            store=self.store,
+            portfolio=portfolio,
+            rules=rules,
+            clock=clock,
+        )
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=10_000)
+        self.config = ConfigWatcher(
+            settings,
+            on_portfolio=self._portfolio_changed,
+            on_rules=self.pipeline.set_rules,
+            on_error=self.pipeline.config_error,
+        )
+        self.client.register_handler("*", self.queue.put)
+
+    def __repr__(self) -> str:
+        return f"<Service {self.endpoint.ws_url} db={self.settings.db_path}>"
+
+    # Public methods
+
+    async def run(self, stop: asyncio.Event) -> str:
+        """Run until ``stop`` is set; return the one-line summary."""
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(self.rest)
+            await stack.enter_async_context(self.store)
+            await stack.enter_async_context(self.pipeline)
+            self._subscribe(self.pipeline.portfolio)
+            feed = asyncio.create_task(self.client.run(), name="feed")
+            work = asyncio.create_task(self.pipeline.consume(self.queue), name="pipeline")
+            watch = asyncio.create_task(self.config.run(), name="config-watcher")
+            stopping = asyncio.create_task(stop.wait(), name="stop")
+            try:
+                done, _ = await asyncio.wait(
+                    {feed, work, stopping}, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done & {feed, work}:
+                    task.result()  # a fatal error (e.g. 401) ends the service here
+            finally:
+                await self._shutdown(feed, work, watch, stopping)
+        return self.summary()
+
+    def summary(self) -> str:
+        s = self.client.stats
+        w = self.store.stats
+        received = f"{s.by_type.get('ticker', 0)} ticker, {s.by_type.get('trade', 0)} trade"
+        return (
+            f"stopped: {s.messages} messages ({received}),"
+            f" {w.rows_written.get('tickers', 0)} ticks and"
+            f" {w.rows_written.get('trades', 0)} trades stored, {s.reconnects} reconnects,"
+            f" {s.decode_errors} undecodable frames, {self.pipeline.alerts_fired} alerts"
+        )
+
+    # Private methods
+
+    def _subscribe(self, portfolio: Portfolio) -> None:
+        tickers = portfolio.tickers()
+        if not tickers:
+            logger.warning("no watched positions in %s; waiting for some", portfolio.path)
+        else:
+            self.client.protocol.subscribe(FEED_CHANNELS, tickers)
+            logger.info("watching %d markets: %s", len(tickers), ", ".join(tickers[:10]))
+        self.client.protocol.subscribe(["market_lifecycle_v2"])
+
+    async def _portfolio_changed(self, portfolio: Portfolio) -> None:
+        old = set(self.pipeline.portfolio.tickers())
+        new = set(portfolio.tickers())
+        self.pipeline.set_portfolio(portfolio)
+        for channel in FEED_CHANNELS:
+            if new - old:
+                if channel in self.client.protocol.wanted:
+                    await self.client.add_markets(channel, new - old)
+                else:
+                    await self.client.subscribe([channel], new - old)
+            if old - new:
+                await self.client.remove_markets(channel, old - new)
+        if new != old:
+            logger.info("positions changed: +%s -%s", sorted(new - old), sorted(old - new))
+
+    async def _shutdown(
+        self, feed: asyncio.Task[None], work: asyncio.Task[None], *others: asyncio.Task[Any]
+    ) -> None:
+        for task in others:
+            task.cancel()
+        if not feed.done():
+            await self.client.drain(grace=2.0)
+            await self.client.disconnect()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(feed, timeout=5.0)
+        feed.cancel()
+        if not work.done():
+            await self.queue.put(None)  # the pipeline drains everything before this marker
+            await work
+        for task in others:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def open_endpoint(settings: Settings, stack: contextlib.AsyncExitStack) -> Endpoint:
+    """Pick the simulator (with an ephemeral Ed25519 key) or Kalshi with the user's key."""
+    if settings.simulate:
+        key = ed25519.Ed25519PrivateKey.generate()
+        sim = SimulatedExchange(public_keys={SIM_KEY_ID: key.public_key()})
+        await stack.enter_async_context(sim)
+        logger.info("simulated exchange on %s (signatures verified)", sim.ws_url)
+        stack.callback(_log_sim_stats, sim)
+        return Endpoint(sim.ws_url, sim.api_url, KalshiSigner(SIM_KEY_ID, key))
+    if not settings.has_key:
+        raise NoCredentials(
+            "Kalshi requires a signed WebSocket connection, and no API key is configured.\n"
+            "  Create a key at kalshi.com → Account & security → API keys, then:\n"
+            "    export KALSHI_API_KEY_ID=<the key id>\n"
+            "    export KALSHI_PRIVATE_KEY_PATH=/path/to/private-key.pem\n"
+            "  (KALSHI_ENV=demo for the demo exchange)\n"
+            "  or try it now, without keys: watcher start --simulate"
+        )
+    assert settings.api_key_id and settings.private_key_path
+    signer = KalshiSigner.from_file(
+        settings.api_key_id, settings.private_key_path, settings.private_key_password
+    )
+    return Endpoint(settings.ws_url, settings.api_url, signer)
+
+
+def _log_sim_stats(sim: SimulatedExchange) -> None:
+    sent = sim.stats.frames_sent
+    logger.info(
+        "simulator sent %d ticker and %d trade frames", sent.get("ticker", 0), sent.get("trade", 0)
+    )
+
+
+async def run_service(
+    settings: Settings, *, stop: asyncio.Event | None = None, **options: Any
+) -> str:
+    """Load config, connect, and run until SIGINT/SIGTERM (or ``stop``). Returns the summary."""
+    portfolio = load_positions(settings.trades_path)
+    rules = load_rules(settings.rules_path, env=settings.env)
+    for warning in rules.warnings:
+        logger.warning("%s", warning)
+    stop = stop or asyncio.Event()
+    async with contextlib.AsyncExitStack() as stack:
+        endpoint = await open_endpoint(settings, stack)
+        async with _signals(stop):
+            service = Service(
+                settings,
+                portfolio=portfolio,
+                rules=rules,
+                endpoint=endpoint,
+                client_options=options or None,
+            )
+            summary = await service.run(stop)
+    logger.info("%s", summary)
+    return summary
+
+
+@contextlib.asynccontextmanager
+async def _signals(stop: asyncio.Event) -> AsyncIterator[None]:
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,66 @@
+"""``watcher check``: every problem in every input, located, in one pass."""
+
+from __future__ import annotations
+
+from watcher.errors import ConfigError, KeyFileError
+from watcher.kalshi.auth import KalshiSigner
+from watcher.notify import validate_targets
+from watcher.positions import PositionsError, load_positions
+from watcher.rules import RulesError, load_rules
+from watcher.rules.engine import unmatched_rules
+from watcher.settings import Settings
+
+__all__ = ["run_checks"]
+
+
+def run_checks(settings: Settings) -> tuple[list[str], list[str]]:
+    """Return ``(problems, report)``: ``file:line:col: message`` lines and a summary."""
+    problems: list[str] = []
+    report: list[str] = []
+    portfolio = None
+    try:
+        portfolio = load_positions(settings.trades_path)
+        report.append(
+            f"{settings.trades_path}: {len(portfolio.positions)} positions,"
+            f" {len(portfolio.watched())} watched"
+        )
+    except PositionsError as exc:
+        problems += [e.located() for e in exc.errors]
+    except ConfigError as exc:
+        problems.append(exc.located())
+    try:
+        rules = load_rules(settings.rules_path, env=settings.env)
+    except RulesError as exc:
+        problems += [e.located() for e in exc.errors]
+    except ConfigError as exc:
+        problems.append(exc.located())
+    else:
+        report.append(f"{settings.rules_path}: {len(rules.rules)} rules")
+        if portfolio is not None:
+            report += [f"warning: {w}" for w in unmatched_rules(rules, portfolio)]
+        report += [f"warning: {w}" for w in rules.warnings]
+        target_problems = validate_targets(rules.notify)
+        problems += [f"{settings.rules_path}: {p}" for p in target_problems]
+        if rules.notify and not target_problems:
+            report.append(f"notify targets: {', '.join(sorted(rules.notify))}")
+        elif not rules.notify:
+            report.append("notify targets: none (alerts go to the console log)")
+    report.append(_check_key(settings, problems))
+    return problems, report
+
+
+def _check_key(settings: Settings, problems: list[str]) -> str:
+    if not settings.has_key:
+        return (
+            "Kalshi key: not configured (set KALSHI_API_KEY_ID and KALSHI_PRIVATE_KEY_PATH;"
+            " `watcher start --simulate` works without)"
+        )
+    assert settings.api_key_id and settings.private_key_path
+    try:
+        signer = KalshiSigner.from_file(
+            settings.api_key_id, settings.private_key_path, settings.private_key_password
+        )
+    except KeyFileError as exc:
+        problems.append(f"{settings.private_key_path}: {exc}")
+        return "Kalshi key: unusable"
+    return f"Kalshi key: {signer.key_id} ({signer.algorithm}), {settings.ws_url}"
