@@ -201,6 +201,22 @@ def test_check_passes_on_the_shipped_files(capsys, monkeypatch) -> None:
 # In-process service against a simulator the test controls
 
 
+def make_service(workdir: Path, sim: SimulatedExchange, key, hook_url: str, **client) -> Service:
+    settings = settings_from_env(
+        trades=str(workdir / "trades.json"),
+        rules=str(workdir / "rules.yaml"),
+        db=str(workdir / "w.db"),
+        environ={"HOOK_URL": hook_url},
+    )
+    return Service(
+        settings,
+        portfolio=load_positions(settings.trades_path),
+        rules=load_rules(settings.rules_path, env=settings.env),
+        endpoint=Endpoint(sim.ws_url, sim.api_url, KalshiSigner("k", key)),
+        client_options=client or None,
+    )
+
+
 @pytest.fixture
 async def service(workdir: Path) -> AsyncIterator[tuple[Service, SimulatedExchange, asyncio.Event]]:
     key = ed25519.Ed25519PrivateKey.generate()
@@ -208,19 +224,7 @@ async def service(workdir: Path) -> AsyncIterator[tuple[Service, SimulatedExchan
         HttpRecorder() as hook,
         SimulatedExchange(public_keys={"k": key.public_key()}, tick_interval=0.02, seed=3) as sim,
     ):
-        settings = settings_from_env(
-            trades=str(workdir / "trades.json"),
-            rules=str(workdir / "rules.yaml"),
-            db=str(workdir / "w.db"),
-            environ={"HOOK_URL": hook.url},
-        )
-        svc = Service(
-            settings,
-            portfolio=load_positions(settings.trades_path),
-            rules=load_rules(settings.rules_path, env=settings.env),
-            endpoint=Endpoint(sim.ws_url, sim.api_url, KalshiSigner("k", key)),
-            client_options={"min_reconnect_delay": 0.02},
-        )
+        svc = make_service(workdir, sim, key, hook.url, min_reconnect_delay=0.02)
         svc.config.debounce_ms = 50
         stop = asyncio.Event()
         task = asyncio.create_task(svc.run(stop))
@@ -300,19 +304,8 @@ async def test_restart_does_not_repeat_an_alert(workdir) -> None:
         HttpRecorder() as hook,
         SimulatedExchange(public_keys={"k": key.public_key()}, tick_interval=0.02, seed=3) as sim,
     ):
-        settings = settings_from_env(
-            trades=str(workdir / "trades.json"),
-            rules=str(workdir / "rules.yaml"),
-            db=str(workdir / "w.db"),
-            environ={"HOOK_URL": hook.url},
-        )
         for _ in range(2):
-            svc = Service(
-                settings,
-                portfolio=load_positions(settings.trades_path),
-                rules=load_rules(settings.rules_path, env=settings.env),
-                endpoint=Endpoint(sim.ws_url, sim.api_url, KalshiSigner("k", key)),
-            )
+            svc = make_service(workdir, sim, key, hook.url)
             stop = asyncio.Event()
             task = asyncio.create_task(svc.run(stop))
             # The simulator's spreads are 1-5¢, so "max_cents: 10" holds on every tick.
