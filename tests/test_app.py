@@ -138,30 +138,6 @@ async def test_start_simulate_streams_persists_alerts_and_stops_cleanly(workdir:
     assert count(db, "select count(*) from alerts where status = 'delivered'") >= 1
 
 
-def test_start_without_key_explains_how_to_configure(workdir: Path, capsys, monkeypatch) -> None:
-    """No key and no --simulate: a plain explanation naming the variables, exit code 2."""
-    for name in list(os.environ):
-        if name.startswith("KALSHI_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOOK_URL", "json://127.0.0.1:9/x")
-    code = main(
-        [
-            "start",
-            "--trades",
-            str(workdir / "trades.json"),
-            "--rules",
-            str(workdir / "rules.yaml"),
-            "--db",
-            str(workdir / "w.db"),
-        ]
-    )
-    err = capsys.readouterr().err
-    assert code == 2
-    assert "Kalshi requires a signed WebSocket connection" in err
-    assert "KALSHI_API_KEY_ID" in err and "KALSHI_PRIVATE_KEY_PATH" in err
-    assert "watcher start --simulate" in err
-
-
 def test_check_reports_every_problem_located_and_exits_1(
     workdir: Path, capsys, monkeypatch
 ) -> None:

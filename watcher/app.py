@@ -15,23 +15,25 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from watcher.errors import WatcherError
+from watcher.jobs import Jobs
 from watcher.kalshi.auth import KalshiSigner
 from watcher.kalshi.client import KalshiWebSocketClient
 from watcher.kalshi.rest import KalshiRestClient
 from watcher.kalshi.simulator import SimulatedExchange
-from watcher.pipeline import Pipeline
+from watcher.keyless import KEYLESS_NOTICE, MarketPoller
+from watcher.pipeline import CLOCK_INTERVAL, Pipeline
 from watcher.positions import Portfolio, load_positions
 from watcher.reload import ConfigWatcher
 from watcher.rules import RulesConfig, load_rules
 from watcher.settings import Settings
 from watcher.store.writer import StoreWriter
+from watcher.writeback import SettlementWriter
 
-__all__ = ["FEED_CHANNELS", "NoCredentials", "Service", "run_service"]
+__all__ = ["FEED_CHANNELS", "Endpoint", "Mode", "Service", "open_endpoint", "run_service"]
 
 logger = logging.getLogger("watcher.app")
 
@@ -39,20 +41,27 @@ logger = logging.getLogger("watcher.app")
 FEED_CHANNELS = ("ticker", "trade")
 SIM_KEY_ID = "watcher-simulator"
 
-
-class NoCredentials(WatcherError):
-    """No API key and no --simulate."""
+#: ``websocket``: Kalshi with the user's key; ``simulate``: the built-in simulator;
+#: ``keyless``: no key, REST polling instead of the WebSocket.
+Mode = Literal["websocket", "simulate", "keyless"]
 
 
 @dataclass(frozen=True)
 class Endpoint:
+    """Where the service gets its data, and how it signs."""
+
     ws_url: str
     api_url: str
     signer: KalshiSigner | None
+    mode: Mode = "websocket"
 
 
 class Service:
-    """The running watcher: one feed, one pipeline, one store writer, one config watcher.
+    """The running watcher: one feed, one pipeline, one store writer, the scheduled jobs and
+    the config watcher.
+
+    In keyless mode there is no WebSocket client: the ``keyless-poll`` job fills the same
+    queue from REST.
 
     Args:
         settings: resolved settings.
@@ -60,6 +69,8 @@ class Service:
         rules: the rules loaded at start.
         endpoint: where and how to connect.
         client_options: extra keyword arguments for :class:`KalshiWebSocketClient` (tests).
+        clock: Unix time in seconds.
+        clock_interval: seconds between two rules-clock ticks.
     """
 
     def __init__(
@@ -71,33 +82,63 @@ class Service:
         endpoint: Endpoint,
         client_options: dict[str, Any] | None = None,
         clock: Callable[[], float] = time.time,
+        clock_interval: float = CLOCK_INTERVAL,
     ) -> None:
         self.settings = settings
         self.endpoint = endpoint
         self.clock = clock
         self.rest = KalshiRestClient(endpoint.api_url, signer=endpoint.signer)
-        self.client = KalshiWebSocketClient(
-            url=endpoint.ws_url, signer=endpoint.signer, rest=self.rest, **(client_options or {})
-        )
+        self.client: KalshiWebSocketClient | None = None
+        if endpoint.mode != "keyless":
+            self.client = KalshiWebSocketClient(
+                url=endpoint.ws_url,
+                signer=endpoint.signer,
+                rest=self.rest,
+                **(client_options or {}),
+            )
         self.store = StoreWriter(settings.db_path)
+        self.writeback = (
+            SettlementWriter(settings.trades_path, clock=clock) if settings.write_back else None
+        )
         self.pipeline = Pipeline(
             db_path=settings.db_path,
             store=self.store,
             portfolio=portfolio,
             rules=rules,
             clock=clock,
+            on_settled=self.writeback,
         )
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=10_000)
+        self.poller = MarketPoller(
+            rest=self.rest,
+            tickers=lambda: self.pipeline.portfolio.tickers(),
+            on_market=self.pipeline.apply_market,
+            on_unknown=self.pipeline.unknown_market,
+            emit=self.queue.put if self.client is None else None,
+            clock=clock,
+        )
+        self.jobs = Jobs(
+            settings,
+            pipeline=self.pipeline,
+            store=self.store,
+            poller=self.poller,
+            last_data_at=self._last_data_at,
+            mode=endpoint.mode,
+            clock_interval=clock_interval,
+            clock=clock,
+        )
         self.config = ConfigWatcher(
             settings,
             on_portfolio=self._portfolio_changed,
-            on_rules=self.pipeline.set_rules,
+            on_rules=self._rules_changed,
             on_error=self.pipeline.config_error,
         )
-        self.client.register_handler("*", self.queue.put)
+        if self.client is not None:
+            self.client.register_handler("*", self.queue.put)
 
     def __repr__(self) -> str:
-        return f"<Service {self.endpoint.ws_url} db={self.settings.db_path}>"
+        where = self.endpoint.api_url if self.client is None else self.endpoint.ws_url
+        return f"<Service {self.endpoint.mode} {where} db={self.settings.db_path}>"
 
     # Public methods
 
@@ -107,35 +148,52 @@ class Service:
             await stack.enter_async_context(self.rest)
             await stack.enter_async_context(self.store)
             await stack.enter_async_context(self.pipeline)
-            self._subscribe(self.pipeline.portfolio)
-            feed = asyncio.create_task(self.client.run(), name="feed")
+            feed = None
+            if self.client is not None:
+                self._subscribe(self.pipeline.portfolio)
+                feed = asyncio.create_task(self.client.run(), name="feed")
             work = asyncio.create_task(self.pipeline.consume(self.queue), name="pipeline")
             watch = asyncio.create_task(self.config.run(), name="config-watcher")
             stopping = asyncio.create_task(stop.wait(), name="stop")
+            ends = {work, stopping} | ({feed} if feed is not None else set())
             try:
-                done, _ = await asyncio.wait(
-                    {feed, work, stopping}, return_when=asyncio.FIRST_COMPLETED
-                )
-                for task in done & {feed, work}:
+                await self.jobs.start()
+                done, _ = await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+                for task in done - {stopping}:
                     task.result()  # a fatal error (e.g. 401) ends the service here
             finally:
                 await self._shutdown(feed, work, watch, stopping)
         return self.summary()
 
     def summary(self) -> str:
-        s = self.client.stats
         w = self.store.stats
+        stored = (
+            f"{w.rows_written.get('tickers', 0)} ticks and"
+            f" {w.rows_written.get('trades', 0)} trades stored"
+        )
+        alerts = f"{self.pipeline.alerts_fired} alerts"
+        if self.client is None:
+            p = self.poller.stats
+            return (
+                f"stopped: {p.polls} REST polls ({p.ticks} ticker, {p.trades} trade),"
+                f" {stored}, {p.errors} failed requests, {alerts}"
+            )
+        s = self.client.stats
         received = f"{s.by_type.get('ticker', 0)} ticker, {s.by_type.get('trade', 0)} trade"
         return (
-            f"stopped: {s.messages} messages ({received}),"
-            f" {w.rows_written.get('tickers', 0)} ticks and"
-            f" {w.rows_written.get('trades', 0)} trades stored, {s.reconnects} reconnects,"
-            f" {s.decode_errors} undecodable frames, {self.pipeline.alerts_fired} alerts"
+            f"stopped: {s.messages} messages ({received}), {stored}, {s.reconnects} reconnects,"
+            f" {s.decode_errors} undecodable frames, {alerts}"
         )
 
     # Private methods
 
+    def _last_data_at(self) -> float | None:
+        if self.client is not None:
+            return self.client.last_message_at
+        return self.poller.stats.last_success_at
+
     def _subscribe(self, portfolio: Portfolio) -> None:
+        assert self.client is not None
         tickers = portfolio.tickers()
         if not tickers:
             logger.warning("no watched positions in %s; waiting for some", portfolio.path)
@@ -144,10 +202,21 @@ class Service:
             logger.info("watching %d markets: %s", len(tickers), ", ".join(tickers[:10]))
         self.client.protocol.subscribe(["market_lifecycle_v2"])
 
+    def _rules_changed(self, rules: RulesConfig) -> None:
+        self.pipeline.set_rules(rules)
+        self.jobs.rules_changed(rules)
+
     async def _portfolio_changed(self, portfolio: Portfolio) -> None:
         old = set(self.pipeline.portfolio.tickers())
         new = set(portfolio.tickers())
         self.pipeline.set_portfolio(portfolio)
+        if self.client is not None:
+            await self._resubscribe(old, new)
+        if new != old:
+            logger.info("positions changed: +%s -%s", sorted(new - old), sorted(old - new))
+
+    async def _resubscribe(self, old: set[str], new: set[str]) -> None:
+        assert self.client is not None
         for channel in FEED_CHANNELS:
             if new - old:
                 if channel in self.client.protocol.wanted:
@@ -156,20 +225,20 @@ class Service:
                     await self.client.subscribe([channel], new - old)
             if old - new:
                 await self.client.remove_markets(channel, old - new)
-        if new != old:
-            logger.info("positions changed: +%s -%s", sorted(new - old), sorted(old - new))
 
     async def _shutdown(
-        self, feed: asyncio.Task[None], work: asyncio.Task[None], *others: asyncio.Task[Any]
+        self, feed: asyncio.Task[None] | None, work: asyncio.Task[None], *others: asyncio.Task[Any]
     ) -> None:
         for task in others:
             task.cancel()
-        if not feed.done():
-            await self.client.drain(grace=2.0)
-            await self.client.disconnect()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(feed, timeout=5.0)
-        feed.cancel()
+        if feed is not None and self.client is not None:
+            if not feed.done():
+                await self.client.drain(grace=2.0)
+                await self.client.disconnect()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(feed, timeout=5.0)
+            feed.cancel()
+        await self.jobs.stop()  # before the queue marker: a keyless poll may still be putting
         if not work.done():
             await self.queue.put(None)  # the pipeline drains everything before this marker
             await work
@@ -179,23 +248,18 @@ class Service:
 
 
 async def open_endpoint(settings: Settings, stack: contextlib.AsyncExitStack) -> Endpoint:
-    """Pick the simulator (with an ephemeral Ed25519 key) or Kalshi with the user's key."""
+    """Pick the simulator (with an ephemeral Ed25519 key), Kalshi with the user's key, or
+    keyless REST polling when there is no key."""
     if settings.simulate:
         key = ed25519.Ed25519PrivateKey.generate()
         sim = SimulatedExchange(public_keys={SIM_KEY_ID: key.public_key()})
         await stack.enter_async_context(sim)
         logger.info("simulated exchange on %s (signatures verified)", sim.ws_url)
         stack.callback(_log_sim_stats, sim)
-        return Endpoint(sim.ws_url, sim.api_url, KalshiSigner(SIM_KEY_ID, key))
+        return Endpoint(sim.ws_url, sim.api_url, KalshiSigner(SIM_KEY_ID, key), mode="simulate")
     if not settings.has_key:
-        raise NoCredentials(
-            "Kalshi requires a signed WebSocket connection, and no API key is configured.\n"
-            "  Create a key at kalshi.com → Account & security → API keys, then:\n"
-            "    export KALSHI_API_KEY_ID=<the key id>\n"
-            "    export KALSHI_PRIVATE_KEY_PATH=/path/to/private-key.pem\n"
-            "  (KALSHI_ENV=demo for the demo exchange)\n"
-            "  or try it now, without keys: watcher start --simulate"
-        )
+        logger.warning(KEYLESS_NOTICE, f"{settings.poll_interval:g}")
+        return Endpoint(settings.ws_url, settings.api_url, None, mode="keyless")
     assert settings.api_key_id and settings.private_key_path
     signer = KalshiSigner.from_file(
         settings.api_key_id, settings.private_key_path, settings.private_key_password

@@ -1,7 +1,7 @@
 """``watcher ...`` commands. No business logic here: parse options, call, print, exit code.
 
-Exit codes: 0 ok; 1 invalid configuration or a failed check; 2 usage or missing credentials;
-3 Kalshi refused the credentials (HTTP 401/403); 4 the database cannot be used.
+Exit codes: 0 ok; 1 invalid configuration or a failed check; 2 usage (a bad option or
+variable); 3 Kalshi refused the credentials (HTTP 401/403); 4 the database cannot be used.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import functools
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -33,6 +33,8 @@ EXIT_CONFIG = 1
 EXIT_USAGE = 2
 EXIT_AUTH = 3
 EXIT_STORAGE = 4
+#: Replays of at least this many events show a progress bar on stderr.
+REPLAY_PROGRESS_MIN = 10_000
 
 
 def _common(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -55,13 +57,14 @@ def _common(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _settings(kwargs: dict[str, Any], *, simulate: bool = False) -> Settings:
+def _settings(kwargs: dict[str, Any], *, simulate: bool = False, **options: Any) -> Settings:
     setup_logging(verbose=kwargs.pop("verbose", 0), fmt=kwargs.pop("log_format", "text"))
     return settings_from_env(
         trades=kwargs.pop("trades", None),
         rules=kwargs.pop("rules", None),
         db=kwargs.pop("db", None),
         simulate=simulate,
+        **options,
     )
 
 
@@ -101,16 +104,62 @@ def cli() -> None:
 @cli.command()
 @_common
 @click.option("--simulate", is_flag=True, help="use the built-in simulated exchange (no keys)")
+@click.option(
+    "--poll-interval",
+    metavar="SECONDS",
+    help="keyless mode (no API key): seconds between REST polls [env WATCHER_POLL_INTERVAL;"
+    " default 10]",
+)
+@click.option(
+    "--stale-after",
+    metavar="SECONDS",
+    help="alert when no data arrived for this long [env WATCHER_STALE_AFTER; default 60]",
+)
+@click.option(
+    "--refresh-interval",
+    metavar="SECONDS",
+    help="seconds between REST market metadata refreshes [env WATCHER_REFRESH_INTERVAL;"
+    " default 300]",
+)
+@click.option(
+    "--digest-at",
+    metavar="HH:MM",
+    help="send a daily digest at this local time (rules.yaml timezone) [env WATCHER_DIGEST_AT;"
+    " default off]",
+)
+@click.option(
+    "--retention-days",
+    metavar="DAYS",
+    help="keep ticks/trades/book rows this many days, 0 = forever [env WATCHER_RETENTION_DAYS;"
+    " default 30]",
+)
+@click.option(
+    "--write-back/--no-write-back",
+    default=None,
+    help="write settlements into trades.json (backup kept) [env WATCHER_WRITE_BACK=1; default off]",
+)
 @_errors_exit
 def start(simulate: bool, **kwargs: Any) -> None:
-    """Run the service until Ctrl-C / SIGTERM; flush and exit 0."""
-    from watcher.app import NoCredentials, run_service
+    """Run the service until Ctrl-C / SIGTERM; flush and exit 0.
 
-    settings = _settings(kwargs, simulate=simulate)
-    try:
-        summary = asyncio.run(run_service(settings))
-    except NoCredentials as exc:
-        _fail(str(exc), EXIT_USAGE)
+    Without an API key (and without --simulate) it polls Kalshi's public REST API instead of
+    streaming: slower, but rules and alerts work.
+    """
+    from watcher.app import run_service
+
+    service_options = {
+        name: kwargs.pop(name)
+        for name in (
+            "poll_interval",
+            "stale_after",
+            "refresh_interval",
+            "digest_at",
+            "retention_days",
+            "write_back",
+        )
+    }
+    settings = _settings(kwargs, simulate=simulate, **service_options)
+    summary = asyncio.run(run_service(settings))
     click.echo(summary)
 
 
@@ -216,6 +265,168 @@ def alerts(since: str | None, status: str | None, limit: int, as_json: bool, **k
         click.echo("no alerts")
     for record in records:
         click.echo(json.dumps(_alert_json(record)) if as_json else _alert_line(record))
+
+
+@cli.command()
+@_common
+@_errors_exit
+def status(**kwargs: Any) -> None:
+    """Watched positions: last price, mark, P&L, last alert, and feed health (from the DB).
+
+    Reads the database without locking it, so it works while the service runs.
+    """
+    from watcher.positions import load_positions
+    from watcher.report import read_status, render_status
+    from watcher.store import open_database
+
+    settings = _settings(kwargs)
+    portfolio = load_positions(settings.trades_path)
+    tz = _display_tz(settings)
+    conn = open_database(settings.db_path, readonly=True)
+    try:
+        rows, health = read_status(conn, portfolio)
+    finally:
+        conn.close()
+    for line in render_status(rows, health, now_ms=_now_ms(), tz=tz):
+        click.echo(line)
+
+
+@cli.command()
+@_common
+@click.argument("market")
+@click.option("--since", metavar="WHEN", help="only newer than this (2h, 1d, or 2026-01-15T09:00)")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+@_errors_exit
+def history(market: str, since: str | None, limit: int, as_json: bool, **kwargs: Any) -> None:
+    """Recent ticks and trades of MARKET, oldest first (YES prices in dollars)."""
+    from watcher.report import history_json, history_line, read_history
+    from watcher.store import open_database
+
+    settings = _settings(kwargs)
+    tz = _display_tz(settings)
+    since_ms = _when(since, "--since", tz)
+    ticker = market.strip().upper()
+    conn = open_database(settings.db_path, readonly=True)
+    try:
+        rows = read_history(conn, ticker, since_ms=since_ms, limit=limit)
+    finally:
+        conn.close()
+    if not rows and not as_json:
+        click.echo(f"no ticks or trades of {ticker} in {settings.db_path}", err=True)
+    for kind, row in rows:
+        click.echo(json.dumps(history_json(kind, row)) if as_json else history_line(kind, row, tz))
+
+
+@cli.command()
+@_common
+@click.option("--since", metavar="WHEN", help="start here (2h, 1d, or 2026-01-15T09:00)")
+@click.option("--until", metavar="WHEN", help="stop here (same forms as --since)")
+@click.option("--market", "markets", multiple=True, help="only this market (repeatable)")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per alert")
+@_errors_exit
+def replay(
+    since: str | None,
+    until: str | None,
+    markets: tuple[str, ...],
+    as_json: bool,
+    **kwargs: Any,
+) -> None:
+    """Backtest a rules file: run it over the recorded ticks, trades and lifecycle events and
+    print each alert it would have sent (nothing is sent)."""
+    from watcher.positions import load_positions
+    from watcher.report import ReplayStats, alert_line, count_events
+    from watcher.report import replay as run_replay
+    from watcher.rules import load_rules
+    from watcher.store import open_database
+
+    settings = _settings(kwargs)
+    rules = load_rules(settings.rules_path, env=settings.env)
+    portfolio = load_positions(settings.trades_path)
+    since_ms, until_ms = _when(since, "--since", rules.tz), _when(until, "--until", rules.tz)
+    wanted = {t.strip().upper() for t in markets} or None
+    stats = ReplayStats()
+    conn = open_database(settings.db_path, readonly=True)
+    try:
+        tickers = [t for t in portfolio.tickers() if wanted is None or t in wanted]
+        total = count_events(conn, since_ms=since_ms, until_ms=until_ms, markets=tickers)
+        run = functools.partial(
+            run_replay,
+            conn,
+            rules,
+            portfolio,
+            since_ms=since_ms,
+            until_ms=until_ms,
+            markets=wanted,
+            stats=stats,
+        )
+        alerts: Iterable[Any]
+        if total >= REPLAY_PROGRESS_MIN:  # alerts are printed after the bar, not through it
+            with click.progressbar(length=total, label="replaying", file=sys.stderr) as bar:
+                alerts = list(run(progress=bar.update))
+        else:
+            alerts = run()
+        for alert in alerts:
+            click.echo(json.dumps(_replay_json(alert)) if as_json else alert_line(alert, rules.tz))
+    finally:
+        conn.close()
+    click.echo(_replay_summary(stats, rules.tz), err=True)
+
+
+def _replay_summary(stats: Any, tz: Any) -> str:
+    from watcher.rules.quiet import local_time
+
+    if not stats.events:
+        return "replay: no recorded ticks, trades or lifecycle events in this range"
+    first = local_time(stats.first_ms, tz).strftime("%Y-%m-%d %H:%M")
+    last = local_time(stats.last_ms, tz).strftime("%Y-%m-%d %H:%M")
+    return (
+        f"replay: {stats.ticks} ticks, {stats.trades} trades, {stats.lifecycle} lifecycle events"
+        f" of {len(stats.markets)} markets from {first} to {last}: {stats.alerts} alerts"
+        " (nothing was sent)"
+    )
+
+
+def _replay_json(alert: Any) -> dict[str, Any]:
+    return {
+        "at_ms": alert.at_ms,
+        "market_ticker": alert.market_ticker,
+        "rule": alert.rule,
+        "severity": alert.severity,
+        "title": alert.title,
+        "body": alert.body,
+        "key": alert.key,
+        "suppressed": alert.suppressed,
+    }
+
+
+def _display_tz(settings: Settings) -> Any:
+    """The rules' timezone for showing times, or UTC when the rules cannot be read."""
+    from zoneinfo import ZoneInfo
+
+    from watcher.rules import load_rules
+
+    try:
+        return load_rules(settings.rules_path, env=settings.env).tz
+    except ConfigError:
+        click.echo(f"note: times in UTC ({settings.rules_path} could not be read)", err=True)
+        return ZoneInfo("UTC")
+
+
+def _when(text: str | None, option: str, tz: Any) -> int | None:
+    from watcher.report import parse_when
+
+    if text is None:
+        return None
+    try:
+        return parse_when(text, now_ms=_now_ms(), tz=tz)
+    except ValueError as exc:
+        _fail(f"error: {option}: {exc}", EXIT_USAGE)
+        raise  # unreachable: _fail exits
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _alert_line(record: Any) -> str:

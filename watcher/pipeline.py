@@ -2,7 +2,9 @@
 
 Runs beside the receive loop, never in it. Alerts and the rule state that produced them are
 written to the outbox in one transaction before anything is sent, so a crash or restart neither
-repeats nor loses an alert.
+repeats nor loses an alert. The scheduled jobs (:mod:`watcher.jobs`) call in here too: the rules
+clock (:meth:`Pipeline.on_clock`), market metadata from REST (:meth:`Pipeline.apply_market`),
+close detection (:meth:`Pipeline.check_closed`) and service alerts (:meth:`Pipeline.record`).
 """
 
 from __future__ import annotations
@@ -10,23 +12,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
-from watcher.alert import Alert
+from watcher.alert import Alert, Severity
 from watcher.errors import ConfigError
 from watcher.kalshi import messages as m
 from watcher.kalshi.client import LateTrade
 from watcher.kalshi.fixed import to_micros
-from watcher.market import Markets
+from watcher.market import Markets, MarketState
 from watcher.notify.outbox import Outbox
 from watcher.notify.sender import Sender
 from watcher.positions import Portfolio
-from watcher.rules import RulesConfig
+from watcher.rules import RulesConfig, is_suppressed
 from watcher.rules.engine import (
+    SETTLED_STATUSES,
     ClockEvent,
     LifecycleEvent,
     RuleState,
@@ -35,15 +36,22 @@ from watcher.rules.engine import (
     evaluate,
     unmatched_rules,
 )
+from watcher.rules.wording import clock_text
+from watcher.store.queries import MarketRow
 from watcher.store.writer import StoreWriter
 
-__all__ = ["CLOCK_INTERVAL", "Pipeline"]
+__all__ = ["CLOCK_INTERVAL", "Pipeline", "SettledHook", "apply_lifecycle"]
 
 logger = logging.getLogger("watcher.pipeline")
 
 #: How often time-driven rules (closing_soon, stale, expiry) are evaluated, in seconds.
 CLOCK_INTERVAL = 5.0
+_OPEN_STATUSES = frozenset({"initialized", "active", "inactive"})
 _STORED = (m.OrderbookSnapshot, m.OrderbookDelta, m.Fill)
+_RESULTS = ("yes", "no")
+
+#: Called once a watched market's result (yes/no) is known: ``(market state, now_ms)``.
+SettledHook = Callable[[MarketState, int], Awaitable[None]]
 
 
 class Pipeline:
@@ -55,6 +63,7 @@ class Pipeline:
         portfolio: positions in force.
         rules: rules in force.
         clock: Unix time in seconds (tests patch it).
+        on_settled: called once per watched market whose result becomes known (write-back).
     """
 
     def __init__(
@@ -65,21 +74,22 @@ class Pipeline:
         portfolio: Portfolio,
         rules: RulesConfig,
         clock: Callable[[], float] = time.time,
-        clock_interval: float = CLOCK_INTERVAL,
+        on_settled: SettledHook | None = None,
     ) -> None:
         self.db_path = db_path
         self.store = store
         self.portfolio = portfolio
         self.rules = rules
         self.clock = clock
-        self.clock_interval = clock_interval
+        self.on_settled = on_settled
         self.markets = Markets(history_ms=rules.history_ms)
         self.states: dict[tuple[str, str], RuleState] = {}
         self.alerts_fired = 0
         self.outbox: Outbox | None = None
         self.sender: Sender | None = None
-        self.scheduler: AsyncIOScheduler | None = None
         self._watched: frozenset[str] = frozenset()
+        self._settled: set[str] = set()  # tickers whose result went to the settlement hook
+        self._closed: set[str] = set()  # tickers whose close was alerted
         self.set_portfolio(portfolio)
 
     def __repr__(self) -> str:
@@ -94,28 +104,24 @@ class Pipeline:
         self.states = {key: RuleState.from_json(value) for key, value in saved.items()}
         self.sender = Sender(self.outbox, self.rules.notify)
         await self.sender.__aenter__()
-        self.scheduler = AsyncIOScheduler()
-        self.scheduler.add_job(
-            self.on_clock,
-            "interval",
-            seconds=self.clock_interval,
-            id="rules-clock",
-            coalesce=True,
-            max_instances=1,
-            misfire_grace_time=int(self.clock_interval),
-        )
-        self.scheduler.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
         if self.sender is not None:
             await self.sender.__aexit__(None, None, None)
         if self.outbox is not None:
             self.outbox.close()
 
     # Public methods
+
+    @property
+    def watched(self) -> frozenset[str]:
+        """Tickers of the watched positions."""
+        return self._watched
+
+    def now_ms(self) -> int:
+        """The pipeline's clock in Unix milliseconds."""
+        return int(self.clock() * 1000)
 
     def set_rules(self, rules: RulesConfig) -> None:
         self.rules = rules
@@ -127,7 +133,7 @@ class Pipeline:
 
     def set_portfolio(self, portfolio: Portfolio) -> None:
         """Swap positions: new markets are watched (`stale` counts from now), gone ones dropped."""
-        now = int(self.clock() * 1000)
+        now = self.now_ms()
         watched = frozenset(portfolio.tickers())
         for ticker in watched - self._watched:
             self.markets.watch(ticker, now)
@@ -145,7 +151,7 @@ class Pipeline:
             await self.handle(event)
 
     async def handle(self, event: Any) -> None:
-        now = int(self.clock() * 1000)
+        now = self.now_ms()
         if isinstance(event, m.Ticker):
             await self.store.put(event, now)
             await self._on_ticker(event, now)
@@ -163,12 +169,114 @@ class Pipeline:
             await self.store.put(event, now)
 
     async def on_clock(self) -> None:
-        now = int(self.clock() * 1000)
+        """Evaluate the time-driven rules (closing_soon, stale, settled from REST) now."""
+        now = self.now_ms()
         await self._evaluate(ClockEvent(now), now)
+
+    async def apply_market(self, row: MarketRow) -> MarketState | None:
+        """Apply market metadata from REST (title, status, close time, result) and store it.
+
+        Ignored (None) for a market no longer watched. A result learned here triggers the
+        settlement hook; the ``settled`` rule sees it on the next clock tick.
+        """
+        if row.market_ticker not in self._watched:
+            return None
+        state = self.markets.apply_metadata(
+            row.market_ticker,
+            title=row.title,
+            status=row.status,
+            close_time_ms=row.close_time_ms,
+            result=row.result,
+        )
+        await self.store.write_market(row)
+        await self._maybe_settled(state, self.now_ms())
+        return state
+
+    async def check_closed(self) -> list[str]:
+        """Mark watched markets whose close time passed as ``closed``; alert once for each
+        market that stopped trading (REST ``closed`` or the clock). Returns their tickers."""
+        now = self.now_ms()
+        alerts: list[Alert] = []
+        for state in self.markets:
+            if state.ticker not in self._watched or state.ticker in self._closed:
+                continue
+            if not _has_closed(state, now):
+                continue
+            self._closed.add(state.ticker)
+            if state.status in _OPEN_STATUSES or state.status is None:
+                self.markets.apply_metadata(state.ticker, status="closed")
+                await self.store.write_market(MarketRow(state.ticker, status="closed"))
+            close = state.close_time_ms or now
+            alerts.append(
+                self.service_alert(
+                    key=f"market-closed|{state.ticker}|{state.close_time_ms or 'status'}",
+                    rule="market-closed",
+                    market_ticker=state.ticker,
+                    severity="info",
+                    title=f"{state.ticker} · closed for trading",
+                    body=f"trading closed at {clock_text(close, self.rules.tz)};"
+                    " waiting for the result",
+                    now_ms=now,
+                )
+            )
+        if alerts:
+            await self.record(alerts, {}, now)
+        return [alert.market_ticker for alert in alerts]
+
+    async def unknown_market(self, ticker: str) -> None:
+        """Kalshi does not know ``ticker`` (REST 404): one warning per trades.json entry, naming
+        it as ``trades.json:LINE: trade #N (TICKER)``."""
+        now = self.now_ms()
+        name = Path(self.portfolio.path).name
+        alerts = []
+        for position in self.portfolio.by_ticker(ticker, watched_only=True):
+            where = f"{name}:{position.line}: trade #{position.index} ({ticker})"
+            logger.warning("%s: Kalshi has no market with this ticker (REST 404)", where)
+            alerts.append(
+                self.service_alert(
+                    key=f"unknown-market|{ticker}|{position.line}",
+                    rule="unknown-market",
+                    market_ticker=ticker,
+                    severity="warning",
+                    title=f"{ticker} · unknown market",
+                    body=f"{where}: Kalshi has no market with this ticker (REST 404);"
+                    f" check the ticker in {name}",
+                    now_ms=now,
+                )
+            )
+        if alerts:
+            await self.record(alerts, {}, now)
+
+    def service_alert(
+        self,
+        *,
+        key: str,
+        rule: str,
+        title: str,
+        body: str,
+        severity: Severity,
+        now_ms: int,
+        market_ticker: str = "",
+        quiet: bool = True,
+    ) -> Alert:
+        """An alert of the service itself (not of a rule): default targets, quiet hours
+        honoured unless ``quiet`` is False."""
+        rules = self.rules
+        return Alert(
+            key=key,
+            rule=rule,
+            market_ticker=market_ticker,
+            severity=severity,
+            title=title,
+            body=body,
+            targets=tuple(rules.defaults.notify),
+            at_ms=now_ms,
+            suppressed=quiet and is_suppressed(rules.quiet_hours, rules.tz, now_ms, severity),
+        )
 
     async def config_error(self, file: str, errors: list[ConfigError], digest: str) -> None:
         """Alert once per distinct broken content of a config file."""
-        now = int(self.clock() * 1000)
+        now = self.now_ms()
         body = "\n".join(e.located() for e in errors[:10])
         alert = Alert(
             key=f"config|{file}|{digest}",
@@ -180,7 +288,31 @@ class Pipeline:
             targets=tuple(self.rules.defaults.notify),
             at_ms=now,
         )
-        await self._record([alert], {}, now)
+        await self.record([alert], {}, now)
+
+    async def record(
+        self, alerts: Sequence[Alert], states: dict[tuple[str, str], str], now: int
+    ) -> int:
+        """Record alerts (with rule states) in the outbox and wake the sender.
+
+        Returns:
+            how many alerts were new (a key already recorded is not recorded again).
+        """
+        assert self.outbox is not None and self.sender is not None
+        new = await asyncio.to_thread(self.outbox.record, alerts, states, now_ms=now)
+        if not new:
+            return 0
+        self.alerts_fired += len(new)
+        for alert in alerts:
+            if alert.suppressed:
+                logger.info("alert held by quiet hours (recorded, not sent): %s", alert.title)
+            elif alert.targets:
+                logger.info(
+                    "alert [%s] %s -> %s", alert.severity, alert.title, ", ".join(alert.targets)
+                )
+            # Alerts without targets are printed by the outbox as the console delivery.
+        self.sender.wake()
+        return len(new)
 
     # Private methods
 
@@ -217,21 +349,16 @@ class Pipeline:
         await self._evaluate(trade, now)
 
     async def _on_lifecycle(self, event: m.MarketLifecycle, now: int) -> None:
-        msg = event.msg
-        ts = (
-            m.timestamp_ms(None, msg.settled_ts or msg.determination_ts, event.sending_ts_ms) or now
-        )
-        value = to_micros(msg.settlement_value) if msg.settlement_value is not None else None
-        lifecycle = LifecycleEvent(msg.market_ticker, ts, msg.event_type, msg.result, value)
-        self.markets.apply_lifecycle(
-            msg.market_ticker,
-            ts,
-            msg.event_type,
-            result=msg.result,
-            close_time_ms=msg.close_ts * 1000 if msg.close_ts is not None else None,
-            settlement_value_micros=value,
-        )
+        lifecycle, state = apply_lifecycle(self.markets, event, now)
         await self._evaluate(lifecycle, now)
+        await self._maybe_settled(state, now)
+
+    async def _maybe_settled(self, state: MarketState, now: int) -> None:
+        if state.result not in _RESULTS or state.ticker in self._settled:
+            return
+        self._settled.add(state.ticker)
+        if self.on_settled is not None:
+            await self.on_settled(state, now)
 
     async def _evaluate(self, event: Any, now: int) -> None:
         decision = evaluate(self.rules, self.portfolio, self.markets, event, self.states, now)
@@ -239,22 +366,36 @@ class Pipeline:
             return
         self.states.update(decision.changed)
         changed = {key: state.to_json() for key, state in decision.changed.items()}
-        await self._record(decision.alerts, changed, now)
+        await self.record(decision.alerts, changed, now)
 
-    async def _record(
-        self, alerts: Sequence[Alert], states: dict[tuple[str, str], str], now: int
-    ) -> None:
-        assert self.outbox is not None and self.sender is not None
-        new = await asyncio.to_thread(self.outbox.record, alerts, states, now_ms=now)
-        if not new:
-            return
-        self.alerts_fired += len(new)
-        for alert in alerts:
-            if alert.suppressed:
-                logger.info("alert held by quiet hours (recorded, not sent): %s", alert.title)
-            elif alert.targets:
-                logger.info(
-                    "alert [%s] %s -> %s", alert.severity, alert.title, ", ".join(alert.targets)
-                )
-            # Alerts without targets are printed by the outbox as the console delivery.
-        self.sender.wake()
+
+def apply_lifecycle(
+    markets: Markets, frame: m.MarketLifecycle, fallback_ms: int
+) -> tuple[LifecycleEvent, MarketState]:
+    """Apply a ``market_lifecycle_v2`` frame to market state; return the rule event for it.
+
+    The event's time is the settlement or determination time, else the frame's sending time,
+    else ``fallback_ms``. Shared by the live pipeline and ``watcher replay``.
+    """
+    msg = frame.msg
+    ts = m.timestamp_ms(None, msg.settled_ts or msg.determination_ts, frame.sending_ts_ms)
+    ts = ts or fallback_ms
+    value = to_micros(msg.settlement_value) if msg.settlement_value is not None else None
+    state = markets.apply_lifecycle(
+        msg.market_ticker,
+        ts,
+        msg.event_type,
+        result=msg.result,
+        close_time_ms=msg.close_ts * 1000 if msg.close_ts is not None else None,
+        settlement_value_micros=value,
+    )
+    return LifecycleEvent(msg.market_ticker, ts, msg.event_type, msg.result, value), state
+
+
+def _has_closed(state: MarketState, now_ms: int) -> bool:
+    """True when REST says ``closed``, or the close time passed before a result is known."""
+    if state.status == "closed":
+        return True
+    if state.status in SETTLED_STATUSES or state.result in _RESULTS:
+        return False
+    return state.close_time_ms is not None and state.close_time_ms <= now_ms

@@ -1,19 +1,42 @@
 """Settings, read once from the command line and the environment by ``cli.py``.
 
 Components take keyword arguments and never read files or the environment themselves
-(style.md habit 7). Secrets are kept out of reprs.
+(style.md habit 7). Secrets are kept out of reprs. Each service option is resolved in one
+place, :func:`settings_from_env`: the command-line value, else its ``WATCHER_*`` variable, else
+the default; a bad value raises :class:`SettingsError` naming where it came from.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from watcher.errors import WatcherError
 from watcher.kalshi.endpoints import resolve_endpoints
 
-__all__ = ["ENV_VARS", "Settings", "settings_from_env"]
+__all__ = [
+    "DEFAULT_POLL_INTERVAL",
+    "DEFAULT_REFRESH_INTERVAL",
+    "DEFAULT_RETENTION_DAYS",
+    "DEFAULT_STALE_AFTER",
+    "ENV_VARS",
+    "Settings",
+    "SettingsError",
+    "settings_from_env",
+]
+
+#: Seconds between two keyless REST polls of each watched market.
+DEFAULT_POLL_INTERVAL = 10.0
+#: Seconds without any frame on the connection before the feed counts as stale.
+DEFAULT_STALE_AFTER = 60.0
+#: Seconds between two REST refreshes of market metadata (title, status, close time, result).
+DEFAULT_REFRESH_INTERVAL = 300.0
+#: Days of ticks, trades and order-book rows kept (0 keeps everything).
+DEFAULT_RETENTION_DAYS = 30
 
 #: Every environment variable watcher reads, for the README and `watcher check`.
 ENV_VARS = {
@@ -26,12 +49,35 @@ ENV_VARS = {
     "WATCHER_TRADES": "positions file (default ./trades.json)",
     "WATCHER_RULES": "rules file (default ./rules/rules.yaml)",
     "WATCHER_DB": "SQLite database (default ./data/watcher.db)",
+    "WATCHER_POLL_INTERVAL": "keyless mode: seconds between REST polls of each market (default 10)",
+    "WATCHER_STALE_AFTER": "seconds without any data before the feed-stale alert (default 60)",
+    "WATCHER_REFRESH_INTERVAL": "seconds between REST market metadata refreshes (default 300)",
+    "WATCHER_DIGEST_AT": "local time HH:MM of the daily digest, in the rules' timezone (off)",
+    "WATCHER_RETENTION_DAYS": "days of ticks/trades/book rows kept; 0 keeps all (default 30)",
+    "WATCHER_WRITE_BACK": "1 writes settlements back into trades.json (default 0)",
 }
+
+_CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+class SettingsError(WatcherError):
+    """A command-line option or environment variable has a value watcher cannot use."""
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the service needs, resolved once."""
+    """Everything the service needs, resolved once.
+
+    Attributes:
+        poll_interval: keyless mode: seconds between two REST polls of the watched markets.
+        stale_after: seconds without any frame before the feed-stale alert.
+        refresh_interval: seconds between two REST refreshes of market metadata.
+        digest_at: ``(hour, minute)`` of the daily digest in the rules' timezone, or None (off).
+        retention_days: days of market data kept; 0 keeps everything.
+        write_back: write settlements (status, result, P&L, time) back into trades.json.
+    """
 
     trades_path: Path
     rules_path: Path
@@ -44,10 +90,21 @@ class Settings:
     private_key_password: str | None = field(default=None, repr=False)
     simulate: bool = False
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    stale_after: float = DEFAULT_STALE_AFTER
+    refresh_interval: float = DEFAULT_REFRESH_INTERVAL
+    digest_at: tuple[int, int] | None = None
+    retention_days: int = DEFAULT_RETENTION_DAYS
+    write_back: bool = False
 
     @property
     def has_key(self) -> bool:
         return bool(self.api_key_id and self.private_key_path)
+
+    @property
+    def is_keyless(self) -> bool:
+        """No API key and no simulator: the service polls REST instead of streaming."""
+        return not self.simulate and not self.has_key
 
 
 def settings_from_env(
@@ -57,13 +114,25 @@ def settings_from_env(
     db: str | None,
     simulate: bool = False,
     environ: Mapping[str, str] | None = None,
+    poll_interval: str | None = None,
+    stale_after: str | None = None,
+    refresh_interval: str | None = None,
+    digest_at: str | None = None,
+    retention_days: str | None = None,
+    write_back: bool | None = None,
 ) -> Settings:
-    """Resolve paths (option, then WATCHER_* variable, then default) and Kalshi settings."""
+    """Resolve paths and options (option, then WATCHER_* variable, then default) and Kalshi
+    settings.
+
+    Raises:
+        SettingsError: an option or variable has an unusable value (the message names it).
+    """
     env = dict(os.environ if environ is None else environ)
     demo = env.get("KALSHI_ENV", "prod").strip().lower() == "demo"
     endpoints = resolve_endpoints(
         demo=demo, ws_url=env.get("KALSHI_WS_URL"), api_url=env.get("KALSHI_API_URL")
     )
+    pick = _Picker(env)
     return Settings(
         trades_path=Path(trades or env.get("WATCHER_TRADES") or "trades.json"),
         rules_path=Path(rules or env.get("WATCHER_RULES") or "rules/rules.yaml"),
@@ -76,4 +145,82 @@ def settings_from_env(
         private_key_password=env.get("KALSHI_PRIVATE_KEY_PASSWORD") or None,
         simulate=simulate,
         env=env,
+        poll_interval=pick.seconds("poll-interval", poll_interval, DEFAULT_POLL_INTERVAL),
+        stale_after=pick.seconds("stale-after", stale_after, DEFAULT_STALE_AFTER),
+        refresh_interval=pick.seconds(
+            "refresh-interval", refresh_interval, DEFAULT_REFRESH_INTERVAL
+        ),
+        digest_at=pick.clock("digest-at", digest_at),
+        retention_days=pick.days("retention-days", retention_days, DEFAULT_RETENTION_DAYS),
+        write_back=pick.flag("write-back", write_back),
     )
+
+
+class _Picker:
+    """Reads ``--NAME`` else ``WATCHER_NAME``; errors say which of the two was wrong."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def raw(self, name: str, option: str | None) -> tuple[str | None, str]:
+        if option is not None:
+            return option, f"--{name}"
+        var = "WATCHER_" + name.upper().replace("-", "_")
+        value = self.env.get(var)
+        return (value if value is None or value.strip() else None), var
+
+    def seconds(self, name: str, option: str | None, default: float) -> float:
+        text, source = self.raw(name, option)
+        if text is None:
+            return default
+        value = _seconds(text.strip())
+        if value is None or not 0 < value < 10**9:
+            raise SettingsError(
+                f"{source} must be a positive number of seconds (or like 30s, 5m, 1h),"
+                f" but got {text!r}"
+            )
+        return value
+
+    def days(self, name: str, option: str | None, default: int) -> int:
+        text, source = self.raw(name, option)
+        if text is None:
+            return default
+        if not text.strip().isdigit() or int(text) > 100_000:
+            raise SettingsError(
+                f"{source} must be a whole number of days (0 keeps everything), but got {text!r}"
+            )
+        return int(text)
+
+    def clock(self, name: str, option: str | None) -> tuple[int, int] | None:
+        text, source = self.raw(name, option)
+        if text is None or text.strip().lower() in ("off", "none", ""):
+            return None
+        match = _CLOCK.fullmatch(text.strip())
+        if match is None:
+            raise SettingsError(f"{source} must be a time HH:MM (24-hour) or off, but got {text!r}")
+        return int(match.group(1)), int(match.group(2))
+
+    def flag(self, name: str, option: bool | None) -> bool:
+        if option is not None:
+            return option
+        text, source = self.raw(name, None)
+        if text is None:
+            return False
+        word = text.strip().lower()
+        if word not in _TRUE | _FALSE:
+            raise SettingsError(f"{source} must be 1 or 0 (true/false), but got {text!r}")
+        return word in _TRUE
+
+
+def _seconds(text: str) -> float | None:
+    """``"10"``, ``"0.5"`` or a duration like ``"5m"`` → seconds; None if neither."""
+    try:
+        value = float(text)
+    except ValueError:
+        from watcher.rules.fields import parse_duration  # rules is heavy; only when needed
+
+        try:
+            return parse_duration(text).total_seconds()
+        except ValueError:
+            return None
+    return value if math.isfinite(value) else None

@@ -1,0 +1,196 @@
+"""Operator commands over a database recorded by a live in-process run: `watcher status`
+(while the service runs, and after), `watcher history`, and `watcher replay` (the same alerts
+as the live run, nothing sent)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from watcher.app import Endpoint, Service
+from watcher.cli import main
+from watcher.kalshi.auth import KalshiSigner
+from watcher.kalshi.simulator import SimulatedExchange
+from watcher.positions import load_positions
+from watcher.report import parse_when
+from watcher.rules import load_rules
+from watcher.settings import settings_from_env
+
+from .conftest import MS
+from .test_jobs import until
+
+WAIT = 10_000 * MS
+CPI, FED = "KXCPI-26JAN-T0.3", "KXFED-26DEC-H0"
+
+TRADES = {
+    "trades": [
+        {"ticker": CPI, "side": "YES", "entry_price": 40, "contracts": 10},
+        {"ticker": FED, "side": "NO", "entry_cents": 30, "quantity": 5, "status": "OPEN"},
+    ]
+}
+RULE_NAMES = ("spread", "big trade", "moved")
+RULES = """\
+version: 1
+timezone: UTC
+defaults: {cooldown: 1h}
+rules:
+  - {name: spread, type: spread, max_cents: 10}
+  - {name: big trade, type: trade_size, min_contracts: 100}
+  - {name: moved, type: move_from_entry, cents: 3}
+"""
+
+
+def cli(folder: Path, *args: str) -> list[str]:
+    return [
+        *args,
+        "--trades",
+        str(folder / "trades.json"),
+        "--rules",
+        str(folder / "rules.yaml"),
+        "--db",
+        str(folder / "w.db"),
+    ]
+
+
+def live_alert_keys(db: Path) -> set[str]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        rows = conn.execute("select idempotency_key, rule from alerts").fetchall()
+    return {key for key, rule in rows if rule in RULE_NAMES}
+
+
+async def record_live_run(folder: Path, capsys) -> list[str]:
+    """Run the service against the simulator until both markets traded; return the output of
+    `watcher status` taken while it ran."""
+    (folder / "trades.json").write_text(json.dumps(TRADES, indent=2))
+    (folder / "rules.yaml").write_text(RULES)
+    key = ed25519.Ed25519PrivateKey.generate()
+    async with SimulatedExchange(
+        public_keys={"k": key.public_key()}, tick_interval=0.01, trade_probability=0.5, seed=11
+    ) as sim:
+        settings = settings_from_env(
+            trades=str(folder / "trades.json"),
+            rules=str(folder / "rules.yaml"),
+            db=str(folder / "w.db"),
+            environ={},
+        )
+        svc = Service(
+            settings,
+            portfolio=load_positions(settings.trades_path),
+            rules=load_rules(settings.rules_path, env={}),
+            endpoint=Endpoint(sim.ws_url, sim.api_url, KalshiSigner("k", key)),
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(svc.run(stop))
+        try:
+            assert svc.client is not None
+            stats = svc.client.stats
+            await until(lambda: stats.by_type.get("trade", 0) >= 20)
+            await svc.jobs.check_feed()  # the feed-health job, now rather than in 5 s
+            await svc.store.flush()
+            capsys.readouterr()
+            assert await asyncio.to_thread(main, cli(folder, "status")) == 0
+            status = capsys.readouterr().out.splitlines()
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, WAIT)
+    return status
+
+
+async def test_status_history_and_replay_over_a_live_recording(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """While the service runs, `status` shows each position with its prices, P&L and last
+    alert and says the service runs; afterwards it says it stopped. `history --json` gives
+    one object per line, oldest first. `replay` over the recording finds exactly the alerts
+    the live run raised, names the market on each line, and sends nothing; a long replay
+    shows a progress bar on stderr."""
+    status = await record_live_run(tmp_path, capsys)
+    header, cpi, fed, feed = status
+    assert header.split() == [
+        "TICKER",
+        "SIDE",
+        "QTY",
+        "ENTRY",
+        "LAST",
+        "MARK",
+        "P&L",
+        "LAST",
+        "TICK",
+        "LAST",
+        "ALERT",
+    ]
+    assert cpi.startswith(f"{CPI}  YES   10   40¢") and "$" in cpi and "ago" in cpi
+    assert fed.startswith(f"{FED}    NO    5    30¢") and " ago " in fed
+    assert any(line.endswith(f" {rule}") for line in (cpi, fed) for rule in RULE_NAMES)
+    assert feed.startswith("service: running (pid ") and "websocket" in feed
+    assert "feed live, last data" in feed
+
+    assert main(cli(tmp_path, "status")) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("service: not running")
+
+    assert main(cli(tmp_path, "history", CPI.lower(), "--json", "--limit", "7")) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 7 and {r["kind"] for r in rows} <= {"tick", "trade"}
+    assert [r["ts_ms"] for r in rows] == sorted(r["ts_ms"] for r in rows)
+    assert all(r["market_ticker"] == CPI for r in rows)
+    assert main(cli(tmp_path, "history", CPI, "--since", "1h", "--limit", "3")) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and all(" tick " in x or " trade " in x for x in lines)
+
+    live = live_alert_keys(tmp_path / "w.db")
+    assert {key.split("|")[0] for key in live} >= {"spread", "big trade"}
+    assert main(cli(tmp_path, "replay", "--json")) == 0
+    out = capsys.readouterr()
+    replayed = [json.loads(line) for line in out.out.splitlines()]
+    assert {a["key"] for a in replayed} == live
+    assert live_alert_keys(tmp_path / "w.db") == live  # nothing recorded, nothing sent
+    assert "(nothing was sent)" in out.err
+
+    assert main(cli(tmp_path, "replay", "--market", FED)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and all(f"  {FED}  [" in line for line in lines)
+    assert len(lines) == len([k for k in live if f"|{FED}" in k])
+    monkeypatch.setattr("watcher.cli.REPLAY_PROGRESS_MIN", 1)
+    assert main(cli(tmp_path, "replay")) == 0
+    out = capsys.readouterr()
+    assert "replaying" in out.err and len(out.out.splitlines()) == len(live)
+    assert main(cli(tmp_path, "replay", "--until", "2000-01-01")) == 0
+    out = capsys.readouterr()
+    assert out.out == "" and "no recorded ticks" in out.err
+
+
+def test_status_without_a_database_says_so(tmp_path: Path, capsys) -> None:
+    """`status` on a database that does not exist exits 4 with a clear message."""
+    (tmp_path / "trades.json").write_text(json.dumps(TRADES))
+    (tmp_path / "rules.yaml").write_text(RULES)
+    assert main(cli(tmp_path, "status")) == 4
+    assert "cannot open database" in capsys.readouterr().err
+
+
+def test_history_rejects_an_unreadable_since(tmp_path: Path, capsys) -> None:
+    """A --since that is neither a duration nor a date is a usage error naming the option."""
+    (tmp_path / "rules.yaml").write_text(RULES)
+    assert main(cli(tmp_path, "history", CPI, "--since", "yesterday")) == 2
+    assert "--since: expected a duration like 2h or 1d" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2h", 1_000_000_000_000 - 7_200_000),
+        ("1d", 1_000_000_000_000 - 86_400_000),
+        ("2026-01-15", 1_768_453_200_000),  # midnight in New York
+        ("2026-01-15T09:30", 1_768_487_400_000),
+        ("2026-01-15T09:30:00+00:00", 1_768_469_400_000),
+    ],
+)
+def test_since_and_until_take_durations_ago_or_local_dates(text, expected) -> None:
+    """Durations count back from now; naive dates and times are in the rules' timezone."""
+    tz = ZoneInfo("America/New_York")
+    assert parse_when(text, now_ms=1_000_000_000_000, tz=tz) == expected

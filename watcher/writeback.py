@@ -1,0 +1,234 @@
+"""Optional settlement write-back into ``trades.json`` (off unless ``--write-back``).
+
+When a watched market's result is known, each of its watched entries gets ``status: SETTLED``,
+``result`` (``yes``/``no``), ``pnl_dollars`` (the realized paper P&L as an exact decimal
+string, like ``"14.40"``) and ``settled_at`` (UTC, RFC 3339) — the shape of a settled entry in
+``trades.json.example``. Nothing else changes:
+
+* every other field and entry, and every top-level key, is kept as read, in its order;
+* numbers are written back with their original text (``30.5`` stays ``30.5``, never a float);
+* the file is re-indented only as ``json.dumps(indent=2)`` must; non-ASCII text stays as is;
+* the previous version is kept as ``trades.json.bak``; the new one is written to a temporary
+  file in the same folder, flushed to disk, given the original's mode and renamed over it.
+
+The hot-reload watcher then reloads the file like any edit: the settled entries stop being
+watched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from watcher.kalshi.fixed import DOLLAR
+from watcher.market import MarketState
+from watcher.positions import PositionsError, parse_positions, pnl_dollars
+
+__all__ = ["BACKUP_SUFFIX", "FileChanged", "SettlementWriter", "write_settlement"]
+
+logger = logging.getLogger("watcher.writeback")
+
+#: The backup is ``trades.json`` + this suffix.
+BACKUP_SUFFIX = ".bak"
+_RESULTS = ("yes", "no")
+_ATTEMPTS = 3
+_RETRY_PAUSE = 0.2
+
+
+class FileChanged(OSError):
+    """The positions file changed between reading and replacing it (a user edit): try again."""
+
+
+class _RawNumber:
+    """A JSON number kept as the text it was written with."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def write_settlement(
+    path: str | os.PathLike[str],
+    *,
+    ticker: str,
+    result: str,
+    yes_payout_micros: int,
+    settled_at_ms: int,
+) -> list[int]:
+    """Mark the watched entries of ``ticker`` settled in the positions file (blocking).
+
+    Args:
+        path: the positions file.
+        ticker: the market that settled.
+        result: ``"yes"`` or ``"no"``.
+        yes_payout_micros: what one YES contract paid (1_000_000 when YES won).
+        settled_at_ms: when, Unix ms (written as ``settled_at``).
+
+    Returns:
+        the trade numbers (1-based) updated; empty when no watched entry is in ``ticker``
+        (the file is then left untouched).
+
+    Raises:
+        ValueError: ``result`` is not yes/no.
+        PositionsError: the file is invalid now (nothing is written).
+        OSError: the file cannot be read or written.
+    """
+    if result not in _RESULTS:
+        raise ValueError(f"result must be 'yes' or 'no', but got {result!r}")
+    real = Path(path).resolve()  # write through a symlink, not over it
+    original = real.read_bytes()
+    text = original.decode("utf-8")
+    bom = "\ufeff" if text.startswith("\ufeff") else ""
+    portfolio = parse_positions(text, filename=str(path))
+    data = _load_raw(text.removeprefix("\ufeff"))
+    entries: list[dict[str, Any]] = data["trades"] if isinstance(data, dict) else data
+    settled_at = datetime.fromtimestamp(settled_at_ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    updated = []
+    for position in portfolio.by_ticker(ticker, watched_only=True):
+        payout = yes_payout_micros if position.side == "YES" else DOLLAR - yes_payout_micros
+        entry = entries[position.index - 1]
+        entry["status"] = "SETTLED"
+        entry["result"] = result
+        entry["pnl_dollars"] = str(pnl_dollars(position, payout))
+        entry["settled_at"] = settled_at
+        updated.append(position.index)
+    if not updated:
+        return []
+    new_text = bom + _dump_raw(data) + ("\n" if text.endswith("\n") else "")
+    _replace(real, original, new_text.encode("utf-8"))
+    return updated
+
+
+class SettlementWriter:
+    """Writes settlements back when enabled; the pipeline's ``on_settled`` hook.
+
+    Args:
+        path: the positions file.
+        clock: Unix time in seconds (for ``settled_at`` when the event has no time).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float]) -> None:
+        self.path = Path(path)
+        self.clock = clock
+        self.written: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"<SettlementWriter {self.path} written={len(self.written)}>"
+
+    async def __call__(self, market: MarketState, now_ms: int) -> None:
+        """Write ``market``'s result into the positions file; errors are logged, not raised."""
+        if market.result not in _RESULTS:
+            return
+        payout = market.settlement_value_micros
+        if payout is None:
+            payout = DOLLAR if market.result == "yes" else 0
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                updated = await asyncio.to_thread(
+                    write_settlement,
+                    self.path,
+                    ticker=market.ticker,
+                    result=market.result,
+                    yes_payout_micros=payout,
+                    settled_at_ms=now_ms,
+                )
+                break
+            except FileChanged:
+                if attempt == _ATTEMPTS:
+                    logger.error(
+                        "settlement of %s not written: %s keeps changing", market.ticker, self.path
+                    )
+                    return
+                await asyncio.sleep(_RETRY_PAUSE)
+            except PositionsError as exc:
+                logger.error(
+                    "settlement of %s not written: %s", market.ticker, exc.errors[0].located()
+                )
+                return
+            except (OSError, UnicodeDecodeError) as exc:
+                logger.error(
+                    "settlement of %s not written to %s: %s", market.ticker, self.path, exc
+                )
+                return
+        if updated:
+            self.written.append(market.ticker)
+            logger.info(
+                "wrote settlement of %s (%s) into %s: trade %s (backup %s%s)",
+                market.ticker,
+                market.result,
+                self.path,
+                ", ".join(f"#{n}" for n in updated),
+                self.path.name,
+                BACKUP_SUFFIX,
+            )
+
+
+# Private functions
+
+
+def _load_raw(text: str) -> Any:
+    return json.loads(text, parse_float=_RawNumber, parse_int=_RawNumber, parse_constant=_RawNumber)
+
+
+def _dump_raw(data: Any) -> str:
+    """``json.dumps(indent=2)`` with every :class:`_RawNumber` written as its original text."""
+    nonce = secrets.token_hex(8)
+    texts: list[str] = []
+
+    def default(value: object) -> str:
+        if not isinstance(value, _RawNumber):
+            raise TypeError(f"cannot write {type(value).__name__} to JSON")
+        texts.append(value.text)
+        return f"\0{nonce}:{len(texts) - 1}\0"
+
+    dumped = json.dumps(data, indent=2, ensure_ascii=False, default=default)
+    placeholder = re.compile(rf'"\\u0000{nonce}:(\d+)\\u0000"')
+    return placeholder.sub(lambda match: texts[int(match.group(1))], dumped)
+
+
+def _replace(path: Path, original: bytes, data: bytes) -> None:
+    """Back up ``original`` and atomically put ``data`` in place, keeping the file's mode."""
+    mode = path.stat().st_mode & 0o7777
+    backup = path.with_name(path.name + BACKUP_SUFFIX)
+    _atomic_write(backup, original, mode)
+    if path.read_bytes() != original:
+        raise FileChanged(f"{path} changed while the settlement was being written")
+    _atomic_write(path, data, mode)
+
+
+def _atomic_write(path: Path, data: bytes, mode: int) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fchmod(fh.fileno(), mode)  # the umask does not apply to fchmod
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
