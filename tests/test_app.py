@@ -12,6 +12,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -177,12 +178,15 @@ def test_check_passes_on_the_shipped_files(capsys, monkeypatch) -> None:
 # In-process service against a simulator the test controls
 
 
-def make_service(workdir: Path, sim: SimulatedExchange, key, hook_url: str, **client) -> Service:
+def make_service(
+    workdir: Path, sim: SimulatedExchange, key, hook_url: str, metrics_port=None, **client
+) -> Service:
     settings = settings_from_env(
         trades=str(workdir / "trades.json"),
         rules=str(workdir / "rules.yaml"),
         db=str(workdir / "w.db"),
         environ={"HOOK_URL": hook_url},
+        metrics_port=metrics_port,
     )
     return Service(
         settings,
@@ -200,7 +204,7 @@ async def service(workdir: Path) -> AsyncIterator[tuple[Service, SimulatedExchan
         HttpRecorder() as hook,
         SimulatedExchange(public_keys={"k": key.public_key()}, tick_interval=0.02, seed=3) as sim,
     ):
-        svc = make_service(workdir, sim, key, hook.url, min_reconnect_delay=0.02)
+        svc = make_service(workdir, sim, key, hook.url, "0", min_reconnect_delay=0.02)
         svc.config.debounce_ms = 50
         stop = asyncio.Event()
         task = asyncio.create_task(svc.run(stop))
@@ -292,3 +296,16 @@ async def test_restart_does_not_repeat_an_alert(workdir) -> None:
             fired.append(svc.pipeline.alerts_fired)
     assert fired == [2, 0]
     assert len(hook.delivered) == 1  # both alerts coalesced into one message
+
+
+async def test_metrics_and_health_are_served_while_the_feed_is_live(service) -> None:
+    """--metrics-port serves Prometheus text with the service's counters and /healthz 200."""
+    svc, _, _ = service
+    await poll(lambda: svc.client.stats.by_type.get("ticker", 0) >= 3)
+    assert svc.metrics_server is not None
+    async with httpx.AsyncClient(base_url=svc.metrics_server.url) as http:
+        health = await http.get("/healthz")
+        text = (await http.get("/metrics")).text
+    assert health.status_code == 200
+    assert 'watcher_feed_messages_total{type="ticker"}' in text
+    assert "watcher_feed_connected 1.0" in text

@@ -25,6 +25,14 @@ from watcher.kalshi.client import KalshiWebSocketClient
 from watcher.kalshi.rest import KalshiRestClient
 from watcher.kalshi.simulator import SimulatedExchange
 from watcher.keyless import KEYLESS_NOTICE, MarketPoller
+from watcher.metrics import (
+    Health,
+    Metrics,
+    MetricsServer,
+    bind_service,
+    feed_health,
+    open_deliveries,
+)
 from watcher.pipeline import CLOCK_INTERVAL, Pipeline
 from watcher.positions import Portfolio, load_positions
 from watcher.reload import ConfigWatcher
@@ -135,6 +143,8 @@ class Service:
         )
         if self.client is not None:
             self.client.register_handler("*", self.queue.put)
+        self.metrics = self._make_metrics()
+        self.metrics_server: MetricsServer | None = None
 
     def __repr__(self) -> str:
         where = self.endpoint.api_url if self.client is None else self.endpoint.ws_url
@@ -148,6 +158,12 @@ class Service:
             await stack.enter_async_context(self.rest)
             await stack.enter_async_context(self.store)
             await stack.enter_async_context(self.pipeline)
+            if self.settings.metrics_port is not None:
+                server = MetricsServer(
+                    self.metrics, port=self.settings.metrics_port, is_healthy=self._health
+                )
+                self.metrics_server = await stack.enter_async_context(server)
+                logger.info("metrics on %s/metrics, health on %s/healthz", server.url, server.url)
             feed = None
             if self.client is not None:
                 self._subscribe(self.pipeline.portfolio)
@@ -186,6 +202,43 @@ class Service:
         )
 
     # Private methods
+
+    def _make_metrics(self) -> Metrics:
+        metrics = Metrics()
+        client = self.client
+        pipeline = self.pipeline
+        bind_service(
+            metrics,
+            client_stats=(lambda: client.stats) if client is not None else None,
+            feed_connected=(lambda: client.is_connected) if client is not None else None,
+            last_message_at=self._last_data_at,
+            store_stats=lambda: self.store.stats,
+            feed_queue_depth=self.queue.qsize,
+            outbox_pending=lambda: asyncio.to_thread(open_deliveries, self.settings.db_path),
+            alerts_fired=lambda: pipeline.alerts_fired,
+            alerts_suppressed=lambda: pipeline.alerts_suppressed,
+            sender_stats=lambda: pipeline.sender.stats if pipeline.sender else None,
+        )
+        pipeline.observe = metrics.observe_event
+        self.jobs.on_run = lambda job_id, failed: metrics.record_job(job_id, failed=failed)
+        return metrics
+
+    def _health(self) -> Health:
+        """Healthy while data flows: a live WebSocket, or recent successful REST polls."""
+        limit = self.settings.stale_after
+        if self.client is None:
+            return feed_health(
+                connected=self.poller.stats.last_success_at is not None,
+                last_message_at=self.poller.stats.last_success_at,
+                now=time.monotonic(),
+                max_silence=limit,
+            )
+        return feed_health(
+            connected=self.client.is_connected,
+            last_message_at=self.client.last_message_at,
+            now=time.monotonic(),
+            max_silence=limit,
+        )
 
     def _last_data_at(self) -> float | None:
         if self.client is not None:

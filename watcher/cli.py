@@ -138,6 +138,12 @@ def cli() -> None:
     default=None,
     help="write settlements into trades.json (backup kept) [env WATCHER_WRITE_BACK=1; default off]",
 )
+@click.option(
+    "--metrics-port",
+    metavar="PORT",
+    help="serve Prometheus /metrics and /healthz on 127.0.0.1:PORT [env WATCHER_METRICS_PORT;"
+    " default off]",
+)
 @_errors_exit
 def start(simulate: bool, **kwargs: Any) -> None:
     """Run the service until Ctrl-C / SIGTERM; flush and exit 0.
@@ -156,6 +162,7 @@ def start(simulate: bool, **kwargs: Any) -> None:
             "digest_at",
             "retention_days",
             "write_back",
+            "metrics_port",
         )
     }
     settings = _settings(kwargs, simulate=simulate, **service_options)

@@ -85,6 +85,9 @@ class Pipeline:
         self.markets = Markets(history_ms=rules.history_ms)
         self.states: dict[tuple[str, str], RuleState] = {}
         self.alerts_fired = 0
+        self.alerts_suppressed = 0
+        #: Called with every event and its receive time (metrics' message-age histogram).
+        self.observe: Callable[[Any, int], None] | None = None
         self.outbox: Outbox | None = None
         self.sender: Sender | None = None
         self._watched: frozenset[str] = frozenset()
@@ -152,6 +155,8 @@ class Pipeline:
 
     async def handle(self, event: Any) -> None:
         now = self.now_ms()
+        if self.observe is not None:
+            self.observe(event, now)
         if isinstance(event, m.Ticker):
             await self.store.put(event, now)
             await self._on_ticker(event, now)
@@ -303,6 +308,7 @@ class Pipeline:
         if not new:
             return 0
         self.alerts_fired += len(new)
+        self.alerts_suppressed += sum(1 for alert in alerts if alert.suppressed)
         for alert in alerts:
             if alert.suppressed:
                 logger.info("alert held by quiet hours (recorded, not sent): %s", alert.title)

@@ -55,6 +55,7 @@ ENV_VARS = {
     "WATCHER_DIGEST_AT": "local time HH:MM of the daily digest, in the rules' timezone (off)",
     "WATCHER_RETENTION_DAYS": "days of ticks/trades/book rows kept; 0 keeps all (default 30)",
     "WATCHER_WRITE_BACK": "1 writes settlements back into trades.json (default 0)",
+    "WATCHER_METRICS_PORT": "serve /metrics and /healthz on 127.0.0.1:PORT (default off)",
 }
 
 _CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
@@ -77,6 +78,7 @@ class Settings:
         digest_at: ``(hour, minute)`` of the daily digest in the rules' timezone, or None (off).
         retention_days: days of market data kept; 0 keeps everything.
         write_back: write settlements (status, result, P&L, time) back into trades.json.
+        metrics_port: loopback port for ``/metrics`` and ``/healthz``, or None (off).
     """
 
     trades_path: Path
@@ -96,6 +98,7 @@ class Settings:
     digest_at: tuple[int, int] | None = None
     retention_days: int = DEFAULT_RETENTION_DAYS
     write_back: bool = False
+    metrics_port: int | None = None
 
     @property
     def has_key(self) -> bool:
@@ -120,6 +123,7 @@ def settings_from_env(
     digest_at: str | None = None,
     retention_days: str | None = None,
     write_back: bool | None = None,
+    metrics_port: str | None = None,
 ) -> Settings:
     """Resolve paths and options (option, then WATCHER_* variable, then default) and Kalshi
     settings.
@@ -153,6 +157,7 @@ def settings_from_env(
         digest_at=pick.clock("digest-at", digest_at),
         retention_days=pick.days("retention-days", retention_days, DEFAULT_RETENTION_DAYS),
         write_back=pick.flag("write-back", write_back),
+        metrics_port=pick.port("metrics-port", metrics_port),
     )
 
 
@@ -199,6 +204,14 @@ class _Picker:
         if match is None:
             raise SettingsError(f"{source} must be a time HH:MM (24-hour) or off, but got {text!r}")
         return int(match.group(1)), int(match.group(2))
+
+    def port(self, name: str, option: str | None) -> int | None:
+        text, source = self.raw(name, option)
+        if text is None or text.strip().lower() in ("off", "none", ""):
+            return None
+        if not text.strip().isdigit() or not 0 <= int(text) <= 65535:
+            raise SettingsError(f"{source} must be a TCP port 0-65535 or off, but got {text!r}")
+        return int(text)
 
     def flag(self, name: str, option: bool | None) -> bool:
         if option is not None:
