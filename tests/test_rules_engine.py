@@ -591,3 +591,27 @@ def test_corrupt_rule_state_is_a_value_error(text):
     """Bad persisted state raises ValueError naming what is wrong (the lead resets it)."""
     with pytest.raises(ValueError, match="rule state"):
         RuleState.from_json(text)
+
+
+def test_stale_rule_stays_quiet_for_a_closed_market() -> None:
+    """A market that closed or settled sends no ticks by design: `stale` does not fire for it."""
+    from watcher.market import Markets
+    from watcher.positions import parse_positions
+    from watcher.rules import parse_rules
+    from watcher.rules.engine import ClockEvent, evaluate
+
+    config = parse_rules(
+        "version: 1\ntimezone: UTC\nrules:\n  - {name: feed stale, type: stale, after: 5m}\n",
+        env={},
+    )
+    portfolio = parse_positions(
+        '[{"ticker": "KXA", "side": "YES", "entry_price": 40, "contracts": 1}]'
+    )
+    markets = Markets()
+    markets.watch("KXA", 0)
+    markets.apply_metadata("KXA", title=None, status="closed", close_time_ms=0, result=None)
+    decision = evaluate(config, portfolio, markets, ClockEvent(3_600_000), {}, 3_600_000)
+    assert decision.alerts == []
+    markets.apply_metadata("KXA", title=None, status="active", close_time_ms=None, result=None)
+    decision = evaluate(config, portfolio, markets, ClockEvent(3_600_000), {}, 3_600_000)
+    assert [a.rule for a in decision.alerts] == ["feed stale"]

@@ -52,8 +52,9 @@ def run_checks(settings: Settings) -> tuple[list[str], list[str]]:
 def _check_key(settings: Settings, problems: list[str]) -> str:
     if not settings.has_key:
         return (
-            "Kalshi key: not configured (set KALSHI_API_KEY_ID and KALSHI_PRIVATE_KEY_PATH;"
-            " `watcher start --simulate` works without)"
+            "Kalshi key: not configured; `watcher start` will poll the public REST API every"
+            " --poll-interval seconds (keyless mode). Set KALSHI_API_KEY_ID and"
+            " KALSHI_PRIVATE_KEY_PATH to stream in real time"
         )
     assert settings.api_key_id and settings.private_key_path
     try:

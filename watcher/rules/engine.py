@@ -64,6 +64,8 @@ StateKey = tuple[str, str]
 SETTLED_STATUSES = frozenset({"determined", "finalized", "settled"})
 _SETTLING_EVENTS = frozenset({"determined", "settled"})
 _STALE = "stale"
+#: Market statuses in which no ticks are expected (REST's words).
+_NOT_TRADING = frozenset({"closed", "determined", "disputed", "amended", "finalized", "settled"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,8 +269,8 @@ class _Run:
 
     def stale(self, rule: StaleRule, market: MarketState, now_ms: int) -> None:
         since = market.last_tick_ms if market.last_tick_ms is not None else market.watched_since_ms
-        if since is None:
-            return
+        if since is None or market.status in _NOT_TRADING:
+            return  # a closed or settled market is quiet by design, not stale
         silent = now_ms - since
         subject = self.subjects(rule, market)[0]
         state, fired = step(
