@@ -311,7 +311,11 @@ class Pipeline:
         self.alerts_suppressed += sum(1 for alert in alerts if alert.suppressed)
         for alert in alerts:
             if alert.suppressed:
-                logger.info("alert held by quiet hours (recorded, not sent): %s", alert.title)
+                logger.info(
+                    "alert held by quiet hours (recorded, not sent): %s: %s",
+                    alert.title,
+                    alert.body.replace("\n", " | "),
+                )
             elif alert.targets:
                 logger.info(
                     "alert [%s] %s -> %s", alert.severity, alert.title, ", ".join(alert.targets)
