@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from watcher.errors import StorageError
 from watcher.jobs import Jobs
 from watcher.kalshi.auth import KalshiSigner
 from watcher.kalshi.client import KalshiWebSocketClient
@@ -33,6 +34,7 @@ from watcher.metrics import (
     feed_health,
     open_deliveries,
 )
+from watcher.notify.direct import send_direct
 from watcher.pipeline import CLOCK_INTERVAL, Pipeline
 from watcher.positions import Portfolio, load_positions
 from watcher.reload import ConfigWatcher
@@ -47,6 +49,10 @@ logger = logging.getLogger("watcher.app")
 
 #: What the service subscribes for the watched markets (plus market_lifecycle_v2, global).
 FEED_CHANNELS = ("ticker", "trade")
+#: At most one "cannot write the database" alert per this many seconds.
+STORE_ALERT_EVERY = 900.0
+#: How long a shutdown waits for the store to write what it holds.
+STORE_CLOSE_GRACE = 2.0
 SIM_KEY_ID = "watcher-simulator"
 
 #: ``websocket``: Kalshi with the user's key; ``simulate``: the built-in simulator;
@@ -104,7 +110,9 @@ class Service:
                 rest=self.rest,
                 **(client_options or {}),
             )
-        self.store = StoreWriter(settings.db_path)
+        self.store = StoreWriter(settings.db_path, on_error=self._store_failed)
+        self._store_alerted_at: float | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.writeback = (
             SettlementWriter(settings.trades_path, clock=clock) if settings.write_back else None
         )
@@ -156,7 +164,8 @@ class Service:
         """Run until ``stop`` is set; return the one-line summary."""
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(self.rest)
-            await stack.enter_async_context(self.store)
+            await self.store.start()
+            stack.push_async_callback(self._close_store)
             await stack.enter_async_context(self.pipeline)
             if self.settings.metrics_port is not None:
                 server = MetricsServer(
@@ -239,6 +248,43 @@ class Service:
             now=time.monotonic(),
             max_silence=limit,
         )
+
+    def _store_failed(self, exc: Exception) -> None:
+        """The writer could not commit: tell the user, bypassing the outbox (same database)."""
+        now = time.monotonic()
+        if self._store_alerted_at is not None and now - self._store_alerted_at < STORE_ALERT_EVERY:
+            return
+        self._store_alerted_at = now
+        rules = self.pipeline.rules
+        body = (
+            f"{exc}. Ticks are kept in memory and retried; free disk space or fix the"
+            f" permissions of {self.settings.db_path}."
+        )
+        task = asyncio.ensure_future(
+            send_direct(
+                rules.notify,
+                rules.defaults.notify,
+                severity="critical",
+                title="watcher cannot write its database",
+                body=body,
+            )
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _close_store(self) -> None:
+        """Flush and close the store, but never hang a shutdown on a disk that stays full."""
+        for task in list(self._tasks):
+            task.cancel()
+        try:
+            async with asyncio.timeout(STORE_CLOSE_GRACE):
+                await self.store.close()
+        except TimeoutError:
+            left = self.store.stats.queue_depth
+            raise StorageError(
+                f"cannot write the last {left} rows to the database {self.settings.db_path}"
+                f" (gave up after {STORE_CLOSE_GRACE:.0f} s at shutdown)"
+            ) from None
 
     def _last_data_at(self) -> float | None:
         if self.client is not None:
