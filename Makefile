@@ -23,17 +23,20 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check watcher tests examples
-	$(BIN)/ruff format --check watcher tests examples
+	$(BIN)/ruff check watcher tests examples bench
+	$(BIN)/ruff format --check watcher tests examples bench
 
 format: $(STAMP)
-	$(BIN)/ruff format watcher tests examples
-	$(BIN)/ruff check --fix watcher tests examples
+	$(BIN)/ruff format watcher tests examples bench
+	$(BIN)/ruff check --fix watcher tests examples bench
 
 mypy: $(STAMP)
-	$(BIN)/mypy watcher
+	$(BIN)/mypy watcher bench
 
 all: lint mypy test
+
+bench: $(STAMP)  ## measure throughput, latency, memory (QUICK=1: seconds; BENCH_DURATION=S per phase)
+	$(BIN)/python -m bench.run $(if $(QUICK),--quick) $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from watcher.errors import DecodeError
 from watcher.kalshi import messages as m
@@ -223,7 +224,11 @@ class KalshiProtocol:
         return None
 
     def receive_text(self, data: str | bytes) -> None:
-        """Feed one text frame. Call :meth:`events_received` and :meth:`data_to_send` after it."""
+        """Feed one text frame. Call :meth:`events_received` and :meth:`data_to_send` after it.
+
+        ``bytes`` are preferred: msgspec validates UTF-8 while decoding, so the transport need
+        not decode the frame to ``str`` first.
+        """
         if self.debug:
             logger.debug("< %.200s", data)
         try:
@@ -231,16 +236,24 @@ class KalshiProtocol:
         except DecodeError as exc:
             self._events.append(DecodeFailure(exc))
             return
-        if message.seq is not None and message.sid is not None:
-            if not self._check_seq(message):
-                return
-        self._track(message)
+        # Data frames (ticker, trade, ...) are by far the most frequent: they pass with two
+        # attribute reads and a dict lookup; control replies update the session's state.
+        if message.seq is not None and message.sid is not None and not self._check_seq(message):
+            return
+        track = _TRACKERS.get(type(message))
+        if track is not None:
+            track(self, message)
         self._events.append(message)
 
     def events_received(self) -> list[Event]:
         """Events decoded since the last call, in arrival order."""
         events, self._events = self._events, []
         return events
+
+    @property
+    def has_data_to_send(self) -> bool:
+        """True when :meth:`data_to_send` would return frames (a cheap check for the hot path)."""
+        return bool(self._outgoing)
 
     def data_to_send(self) -> list[bytes]:
         """Frames to write, in order, since the last call."""
@@ -287,10 +300,11 @@ class KalshiProtocol:
         seq = message.seq
         if sub is None or seq is None:
             return True
-        if isinstance(message, m.Ok | m.Unsubscribed):
+        kind = type(message)
+        if kind in _ACKS:
             sub.last_seq = seq  # acks report the subscription's current seq (§5)
             return True
-        if _type_of(message) not in m.SEQUENCED_TYPES:
+        if kind not in _SEQUENCED and _type_of(message) not in m.SEQUENCED_TYPES:
             return True  # e.g. a ticker frame carrying seq: tolerated, never checked (§5)
         last = sub.last_seq
         if last is None or seq == last + 1 or isinstance(message, m.OrderbookSnapshot):
@@ -318,19 +332,6 @@ class KalshiProtocol:
         if sub.channel == "orderbook_delta" and markets:
             self.request_snapshot(sub.sid, markets)
         return True
-
-    def _track(self, message: m.Message | m.UnknownMessage) -> None:
-        """Update ids and sids from control replies; data frames pass through untouched."""
-        if isinstance(message, m.Subscribed):
-            self._on_subscribed(message)
-        elif isinstance(message, m.Ok):
-            self._on_ok(message)
-        elif isinstance(message, m.ErrorReply):
-            self._on_error(message)
-        elif isinstance(message, m.Unsubscribed):
-            self._on_unsubscribed(message)
-        elif isinstance(message, m.OrderbookSnapshot):
-            self._on_snapshot(message)
 
     def _on_snapshot(self, message: m.OrderbookSnapshot) -> None:
         if message.id is not None:
@@ -397,6 +398,19 @@ class KalshiProtocol:
         markets = self.wanted.get(channel)
         if channel in self.wanted:
             self._send_subscribe([channel], None if markets is None else sorted(markets))
+
+
+#: Control replies that update the session's state, and the method that handles each;
+#: data frames pass through untouched.
+_TRACKERS: dict[type[Any], Callable[[KalshiProtocol, Any], None]] = {
+    m.Subscribed: KalshiProtocol._on_subscribed,
+    m.Ok: KalshiProtocol._on_ok,
+    m.ErrorReply: KalshiProtocol._on_error,
+    m.Unsubscribed: KalshiProtocol._on_unsubscribed,
+    m.OrderbookSnapshot: KalshiProtocol._on_snapshot,
+}
+_ACKS = frozenset({m.Ok, m.Unsubscribed})
+_SEQUENCED = frozenset(cls for cls, tag in m.FRAME_TYPES.items() if tag in m.SEQUENCED_TYPES)
 
 
 def _type_of(message: m.Message | m.UnknownMessage) -> str:

@@ -7,6 +7,9 @@ into frames. Prices walk on a half-cent grid in YES terms (``0.4550`` happens), 
 ``0.01 <= yes_bid < yes_ask <= 0.99`` and a spread of 1–5¢ most of the time. The book keeps
 bids only, as Kalshi publishes it: YES bids at ``yes_bid`` and below, NO bids (NO-leg prices) at
 ``1 - yes_ask`` and below.
+
+Value types and wire formatting live in :mod:`watcher.kalshi.sim_values` and REST routing in
+:mod:`watcher.kalshi.sim_rest`; their public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -14,22 +17,36 @@ from __future__ import annotations
 import random
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from typing import Any, Literal, TypeAlias
-from urllib.parse import unquote
+from typing import Any
 
-import msgspec
-
-from watcher.kalshi.fixed import CENT, DOLLAR, MICROS_PER_UNIT, parse_micros
+from watcher.kalshi.fixed import CENT, DOLLAR, parse_micros
 from watcher.kalshi.messages import (
     MarketLifecycleMsg,
     OrderbookDeltaMsg,
     OrderbookSnapshotMsg,
     TickerMsg,
-    TradeMsg,
+)
+from watcher.kalshi.sim_rest import route_rest
+from watcher.kalshi.sim_values import (
+    BOOK_DEPTH,
+    CONTRACT,
+    GRID,
+    MAX_PRICE,
+    MAX_SPREAD,
+    MAX_TRADES,
+    MIN_PRICE,
+    SIZES,
+    SPREADS,
+    MarketUpdate,
+    Side,
+    SimMarketSpec,
+    TradeRecord,
+    contracts,
+    dollars,
+    random_uuid,
+    rfc3339,
+    yes_leg,
 )
 
 __all__ = [
@@ -47,129 +64,7 @@ __all__ = [
     "yes_leg",
 ]
 
-Side: TypeAlias = Literal["yes", "no"]
-
-#: Step of the random walk: half a cent, in micro-dollars.
-GRID = 5_000
-#: Trades kept per market for ``GET /markets/trades``.
-MAX_TRADES = 1000
-BOOK_DEPTH = 5
-CONTRACT = MICROS_PER_UNIT
-MIN_PRICE = CENT
-MAX_PRICE = DOLLAR - CENT
-MAX_SPREAD = 5 * CENT
-DAY_MS = 86_400_000
-
 _MOVES = (-2, -1, -1, 0, 0, 0, 1, 1, 2)
-_SPREADS = (GRID, CENT, CENT, CENT + GRID, 2 * CENT, 2 * CENT, 3 * CENT, 4 * CENT, 5 * CENT)
-_SIZES = (1, 2, 5, 10, 25, 50, 100, 136, 250, 500, 1000)
-_FOUR = Decimal("0.0001")
-_SIX = Decimal("0.000001")
-_TWO = Decimal("0.01")
-
-
-def dollars(micros: int) -> Decimal:
-    """Micro-dollars as Kalshi writes them: 4 decimals (``"0.4550"``), 6 when needed."""
-    return Decimal(micros).scaleb(-6).quantize(_FOUR if micros % 100 == 0 else _SIX)
-
-
-def contracts(micros: int) -> Decimal:
-    """Micro-contracts as a ``*_fp`` count with 2 decimals (``"136.00"``)."""
-    return Decimal(micros).scaleb(-6).quantize(_TWO)
-
-
-def rfc3339(ms: int) -> str:
-    """Unix milliseconds as RFC3339 UTC with whole seconds (``"2022-11-22T20:44:01Z"``)."""
-    return datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def random_uuid(rng: random.Random) -> str:
-    """A version-4 UUID drawn from ``rng``, so seeded runs repeat their trade ids."""
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
-
-
-def yes_leg(delta: OrderbookDeltaMsg) -> OrderbookDeltaMsg:
-    """A NO-side delta re-priced in YES-leg terms (``use_yes_price: true``)."""
-    if delta.side != "no":
-        return delta
-    return msgspec.structs.replace(delta, price_dollars=1 - delta.price_dollars)
-
-
-@dataclass(frozen=True)
-class SimMarketSpec:
-    """Initial state of one simulated market; every field is optional.
-
-    Args:
-        title: market title for REST (default ``"Simulated market TICKER"``).
-        yes_bid: starting YES bid as a dollar string; give it together with ``yes_ask``.
-        yes_ask: starting YES ask as a dollar string.
-        last: starting last-trade price as a dollar string (default ``yes_bid``).
-        close_time: REST ``close_time`` (default one day after creation).
-        status: REST ``status`` (``"active"`` walks and trades; anything else stays still).
-        unknown: behave as a ticker Kalshi does not know: REST 404, no WebSocket data.
-        pinned: keep the quote fixed: no random walk and no random trades.
-    """
-
-    title: str | None = None
-    yes_bid: str | None = None
-    yes_ask: str | None = None
-    last: str | None = None
-    close_time: datetime | None = None
-    status: str = "active"
-    unknown: bool = False
-    pinned: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class TradeRecord:
-    """One trade the simulator produced; prices and counts in micro-units."""
-
-    trade_id: str
-    market_ticker: str
-    yes_price: int
-    count: int
-    taker_side: Side
-    ts_ms: int
-
-    def to_msg(self) -> TradeMsg:
-        """The ``trade`` channel payload, shaped like Kalshi's ``trade.json``."""
-        return TradeMsg(
-            trade_id=self.trade_id,
-            market_ticker=self.market_ticker,
-            yes_price_dollars=dollars(self.yes_price),
-            no_price_dollars=dollars(DOLLAR - self.yes_price),
-            count_fp=contracts(self.count),
-            taker_side=self.taker_side,
-            taker_outcome_side=self.taker_side,
-            taker_book_side="bid" if self.taker_side == "yes" else "ask",
-            is_block_trade=False,
-            ts=self.ts_ms // 1000,
-            ts_ms=self.ts_ms,
-        )
-
-    def to_rest(self) -> dict[str, Any]:
-        """One element of ``GET /markets/trades``."""
-        return {
-            "trade_id": self.trade_id,
-            "ticker": self.market_ticker,
-            "yes_price_dollars": str(dollars(self.yes_price)),
-            "no_price_dollars": str(dollars(DOLLAR - self.yes_price)),
-            "count_fp": str(contracts(self.count)),
-            "taker_side": self.taker_side,
-            "created_time": rfc3339(self.ts_ms),
-            "ts_ms": self.ts_ms,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class MarketUpdate:
-    """Everything one market change produced; NO-side deltas are in NO-leg prices."""
-
-    market_ticker: str
-    ticker: TickerMsg | None = None
-    trades: tuple[TradeRecord, ...] = ()
-    deltas: tuple[OrderbookDeltaMsg, ...] = ()
-    lifecycle: tuple[MarketLifecycleMsg, ...] = ()
 
 
 class SimMarket:
@@ -197,7 +92,7 @@ class SimMarket:
         self.close_ms = int(close.timestamp() * 1000)
         self.yes_bid, self.yes_ask = _initial_quote(spec, rng)
         self.last = parse_micros(spec.last) if spec.last else self.yes_bid
-        self.last_trade_size = rng.choice(_SIZES) * CONTRACT
+        self.last_trade_size = rng.choice(SIZES) * CONTRACT
         self.volume = rng.randint(1_000, 50_000) * CONTRACT
         self.open_interest = rng.randint(500, 20_000) * CONTRACT
         self.dollar_volume = self.volume // 2
@@ -227,7 +122,7 @@ class SimMarket:
         if rng.random() < trade_probability:
             side: Side = rng.choice(("yes", "no"))
             price = self.yes_ask if side == "yes" else self.yes_bid
-            count = rng.choice(_SIZES) * CONTRACT
+            count = rng.choice(SIZES) * CONTRACT
             trades = (self.record_trade(price, count, side, now_ms, random_uuid(rng)),)
         return MarketUpdate(self.ticker, self.ticker_msg(now_ms), trades, deltas)
 
@@ -402,7 +297,7 @@ class SimMarket:
     def _walk(self, rng: random.Random) -> None:
         spread = self.yes_ask - self.yes_bid
         if spread > MAX_SPREAD or rng.random() < 0.25:
-            spread = rng.choice(_SPREADS)
+            spread = rng.choice(SPREADS)
         bid = self.yes_bid + rng.choice(_MOVES) * GRID
         bid = max(MIN_PRICE, min(bid, MAX_PRICE - spread))
         self.yes_bid, self.yes_ask = bid, bid + spread
@@ -416,9 +311,9 @@ class SimMarket:
         deltas = []
         for price in sorted(set(book) | target):
             old = book.get(price, 0)
-            new = (old or rng.choice(_SIZES) * CONTRACT) if price in target else 0
+            new = (old or rng.choice(SIZES) * CONTRACT) if price in target else 0
             if price == best and rng.random() < 0.3:
-                new = rng.choice(_SIZES) * CONTRACT  # activity at the touch
+                new = rng.choice(SIZES) * CONTRACT  # activity at the touch
             if new == old:
                 continue
             if new:
@@ -453,83 +348,4 @@ def _initial_quote(spec: SimMarketSpec, rng: random.Random) -> tuple[int, int]:
     if spec.yes_bid is not None and spec.yes_ask is not None:
         return _checked_quote(parse_micros(spec.yes_bid), parse_micros(spec.yes_ask))
     bid = rng.randrange(10 * CENT, 85 * CENT, GRID)
-    return bid, bid + rng.choice(_SPREADS)
-
-
-# ---------------------------------------------------------------------------------------------
-# REST routing (paths relative to /trade-api/v2)
-
-
-def route_rest(
-    path: str,
-    query: Mapping[str, list[str]],
-    *,
-    market: Callable[[str], SimMarket],
-    every: Callable[[], Iterable[SimMarket]],
-    now_ms: int,
-) -> tuple[int, Any]:
-    """Answer one REST GET as Kalshi does; returns ``(HTTP status, JSON body)``.
-
-    Args:
-        path: the path after ``/trade-api/v2``, without the query string.
-        query: the parsed query string.
-        market: returns the market for a ticker, creating it on demand.
-        every: returns every market the simulator knows.
-        now_ms: the simulator's clock.
-    """
-    parts = [unquote(part) for part in path.strip("/").split("/")]
-    try:
-        if parts == ["markets", "trades"]:
-            return 200, _trades(query, market, every)
-        if len(parts) in (2, 3) and parts[0] == "markets" and parts[1]:
-            found = market(parts[1])
-            if found.unknown:
-                return 404, _error("not_found", f"market not found: {parts[1]}")
-            if len(parts) == 2:
-                return 200, {"market": found.rest_market(now_ms)}
-            if parts[2] == "orderbook":
-                return 200, found.rest_orderbook(_int(query, "depth", 0))
-    except ValueError as exc:
-        return 400, _error("bad_request", str(exc))
-    return 404, _error("not_found", f"no such endpoint: {path}")
-
-
-def _trades(
-    query: Mapping[str, list[str]],
-    market: Callable[[str], SimMarket],
-    every: Callable[[], Iterable[SimMarket]],
-) -> dict[str, Any]:
-    ticker = query.get("ticker", [""])[0]
-    limit = _int(query, "limit", 100)
-    if not 1 <= limit <= 1000:
-        raise ValueError(f"limit must be between 1 and 1000, but got {limit}")
-    min_ms, max_ms = _int(query, "min_ts", 0) * 1000, _int(query, "max_ts", 0) * 1000
-    sources = [market(ticker)] if ticker else list(every())
-    chosen = [
-        t
-        for m in sources
-        if not m.unknown
-        for t in reversed(m.trades)
-        if t.ts_ms >= min_ms and (not max_ms or t.ts_ms <= max_ms)
-    ]
-    chosen.sort(key=lambda t: t.ts_ms, reverse=True)  # newest first, stable
-    start = _int(query, "cursor", 0)
-    end = start + limit
-    return {
-        "trades": [t.to_rest() for t in chosen[start:end]],
-        "cursor": str(end) if end < len(chosen) else "",
-    }
-
-
-def _int(query: Mapping[str, list[str]], name: str, default: int) -> int:
-    text = query.get(name, [""])[0]
-    if not text:
-        return default
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, but got {text!r}") from None
-
-
-def _error(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
+    return bid, bid + rng.choice(SPREADS)

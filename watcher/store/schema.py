@@ -4,7 +4,8 @@ Every money or count column is an INTEGER in micro-units with the suffix ``_e6``
 (``price_e6 = 450000`` is $0.45, ``count_e6 = 136000000`` is 136 contracts; see
 :mod:`watcher.kalshi.fixed`). Nothing is ever stored as a binary float.
 
-:func:`row_for` maps a frame to its table and row; :data:`INSERTS` holds the statement per table.
+:func:`row_for` maps a frame to its table and row and :data:`INSERTS` holds the statement per
+table; both live in :mod:`watcher.store.rows` and are re-exported here.
 The schema version lives in ``PRAGMA user_version``. :func:`open_database` applies every pending
 entry of :data:`MIGRATIONS` in one transaction, so a crash mid-migration leaves the old version.
 Version 1 adds these indexes beyond the product brief: ``orderbook_snapshots_market_ts``,
@@ -14,28 +15,14 @@ Version 1 adds these indexes beyond the product brief: ``orderbook_snapshots_mar
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import sqlite3
-from collections.abc import Callable
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from watcher.errors import StorageError
-from watcher.kalshi.fixed import to_micros
-from watcher.kalshi.messages import (
-    Fill,
-    MarketLifecycle,
-    OrderbookDelta,
-    OrderbookSnapshot,
-    Ticker,
-    Trade,
-    encode,
-    timestamp_ms,
-)
+from watcher.store.rows import INSERTS, row_for
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -115,191 +102,6 @@ TABLES = frozenset(
     "tickers trades orderbook_snapshots orderbook_deltas fills lifecycle_events markets alerts"
     " alert_deliveries rule_state service_state".split()
 )
-
-
-# ---------------------------------------------------------------------------------------------
-# Frames to rows
-
-_COLUMNS: dict[str, tuple[str, ...]] = {
-    table: tuple(columns.split())
-    for table, columns in {
-        "tickers": "market_ticker ts_ms received_ms price_e6 yes_bid_e6 yes_ask_e6"
-        " yes_bid_size_e6 yes_ask_size_e6 last_trade_size_e6 volume_e6 open_interest_e6"
-        " dollar_volume dollar_open_interest",
-        "trades": "trade_id market_ticker ts_ms received_ms yes_price_e6 no_price_e6 count_e6"
-        " taker_side is_block_trade late",
-        "orderbook_snapshots": "market_ticker ts_ms received_ms seq yes_levels no_levels",
-        "orderbook_deltas": "market_ticker ts_ms received_ms seq side price_e6 delta_e6",
-        "fills": "trade_id order_id market_ticker ts_ms received_ms side yes_price_e6 count_e6"
-        " fee_e6 is_taker action",
-        "lifecycle_events": "market_ticker ts_ms received_ms event_type result"
-        " settlement_value_e6 raw",
-        "markets": "market_ticker title status close_time_ms result updated_ms",
-        "service_state": "key value updated_ms",
-    }.items()
-}
-
-_CONFLICT = {
-    "trades": " ON CONFLICT(trade_id) DO NOTHING",  # one row per trade_id
-    "fills": " ON CONFLICT(trade_id) DO NOTHING",
-    # None keeps what is stored: a lifecycle event or a partial REST answer erases nothing.
-    "markets": " ON CONFLICT(market_ticker) DO UPDATE SET"
-    " title = coalesce(excluded.title, title), status = coalesce(excluded.status, status),"
-    " close_time_ms = coalesce(excluded.close_time_ms, close_time_ms),"
-    " result = coalesce(excluded.result, result), updated_ms = excluded.updated_ms",
-    "service_state": " ON CONFLICT(key) DO UPDATE SET"
-    " value = excluded.value, updated_ms = excluded.updated_ms",
-}
-
-#: The statement that writes one row of each table the writer fills, in write order.
-INSERTS: dict[str, str] = {
-    table: f"INSERT INTO {table} ({', '.join(columns)})"
-    f" VALUES ({', '.join('?' * len(columns))}){_CONFLICT.get(table, '')}"
-    for table, columns in _COLUMNS.items()
-}
-
-_INT64 = 2**63
-
-
-def _e6(value: Decimal) -> int:
-    micros = int(to_micros(value))
-    if not -_INT64 <= micros < _INT64:
-        raise ValueError(f"value does not fit an SQLite integer: {value}")
-    return micros
-
-
-def _e6_opt(value: Decimal | None) -> int | None:
-    return None if value is None else _e6(value)
-
-
-def _flag(value: bool | None) -> int | None:
-    return None if value is None else int(value)
-
-
-def _ts(ts_ms: int | None, ts: int | None, sending_ts_ms: int | None, received_ms: int) -> int:
-    best = timestamp_ms(ts_ms, ts, sending_ts_ms)
-    return received_ms if best is None else best
-
-
-def _levels(levels: list[tuple[Decimal, Decimal]]) -> str:
-    return json.dumps([[_e6(price), _e6(count)] for price, count in levels], separators=(",", ":"))
-
-
-def _ticker(frame: Ticker, received_ms: int, late: bool) -> tuple[Any, ...]:
-    m = frame.msg
-    return (
-        m.market_ticker,
-        _ts(m.ts_ms, m.ts, frame.sending_ts_ms, received_ms),
-        received_ms,
-        _e6(m.price_dollars),
-        _e6(m.yes_bid_dollars),
-        _e6(m.yes_ask_dollars),
-        _e6_opt(m.yes_bid_size_fp),
-        _e6_opt(m.yes_ask_size_fp),
-        _e6_opt(m.last_trade_size_fp),
-        _e6_opt(m.volume_fp),
-        _e6_opt(m.open_interest_fp),
-        m.dollar_volume,
-        m.dollar_open_interest,
-    )
-
-
-def _trade(frame: Trade, received_ms: int, late: bool) -> tuple[Any, ...]:
-    m = frame.msg
-    return (
-        m.trade_id,
-        m.market_ticker,
-        _ts(m.ts_ms, m.ts, frame.sending_ts_ms, received_ms),
-        received_ms,
-        _e6(m.yes_price_dollars),
-        _e6(m.no_price_dollars),
-        _e6(m.count_fp),
-        m.taker_side or m.taker_outcome_side,
-        _flag(m.is_block_trade),
-        int(late),
-    )
-
-
-def _snapshot(frame: OrderbookSnapshot, received_ms: int, late: bool) -> tuple[Any, ...]:
-    m = frame.msg
-    return (
-        m.market_ticker,
-        _ts(None, None, frame.sending_ts_ms, received_ms),
-        received_ms,
-        frame.seq,
-        _levels(m.yes_dollars_fp),
-        _levels(m.no_dollars_fp),
-    )
-
-
-def _delta(frame: OrderbookDelta, received_ms: int, late: bool) -> tuple[Any, ...]:
-    m = frame.msg
-    return (
-        m.market_ticker,
-        _ts(m.ts_ms, None, frame.sending_ts_ms, received_ms),
-        received_ms,
-        frame.seq,
-        m.side,
-        _e6(m.price_dollars),
-        _e6(m.delta_fp),
-    )
-
-
-def _fill(frame: Fill, received_ms: int, late: bool) -> tuple[Any, ...]:
-    m = frame.msg
-    return (
-        m.trade_id,
-        m.order_id,
-        m.market_ticker,
-        _ts(m.ts_ms, m.ts, frame.sending_ts_ms, received_ms),
-        received_ms,
-        m.side or m.outcome_side,
-        _e6(m.yes_price_dollars),
-        _e6(m.count_fp),
-        _e6_opt(m.fee_cost),
-        _flag(m.is_taker),
-        m.action,
-    )
-
-
-def _lifecycle(frame: MarketLifecycle, received_ms: int, late: bool) -> tuple[Any, ...]:
-    m = frame.msg
-    return (
-        m.market_ticker,
-        _ts(None, None, frame.sending_ts_ms, received_ms),
-        received_ms,
-        m.event_type,
-        m.result or None,
-        _e6_opt(m.settlement_value),
-        encode(frame).decode(),
-    )
-
-
-_ROW_BUILDERS: dict[type[Any], tuple[str, Callable[[Any, int, bool], tuple[Any, ...]]]] = {
-    Ticker: ("tickers", _ticker),
-    Trade: ("trades", _trade),
-    OrderbookSnapshot: ("orderbook_snapshots", _snapshot),
-    OrderbookDelta: ("orderbook_deltas", _delta),
-    Fill: ("fills", _fill),
-    MarketLifecycle: ("lifecycle_events", _lifecycle),
-}
-
-
-def row_for(message: object, received_ms: int, late: bool = False) -> tuple[str, tuple[Any, ...]]:
-    """The table and row (in :data:`INSERTS` column order) that store one frame.
-
-    ``ts_ms`` is the payload's ``ts_ms``, else its ``ts`` seconds × 1000, else the envelope's
-    ``sending_ts_ms``, else ``received_ms``. Prices and counts become exact ``_e6`` integers.
-
-    Raises:
-        TypeError: frames of this type are not stored.
-        ValueError: a number has more than 6 decimals or does not fit in 64 bits.
-    """
-    try:
-        table, build = _ROW_BUILDERS[type(message)]
-    except KeyError:
-        raise TypeError(f"{type(message).__name__} frames are not stored") from None
-    return table, build(message, received_ms, late)
 
 
 def split_statements(script: str) -> list[str]:
