@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -49,6 +50,8 @@ logger = logging.getLogger("watcher.app")
 
 #: What the service subscribes for the watched markets (plus market_lifecycle_v2, global).
 FEED_CHANNELS = ("ticker", "trade")
+#: Decoded frames waiting for the pipeline; a full queue slows the reader (TCP backpressure).
+FEED_QUEUE_SIZE = 1_000
 #: At most one "cannot write the database" alert per this many seconds.
 STORE_ALERT_EVERY = 900.0
 #: How long a shutdown waits for the store to write what it holds.
@@ -124,7 +127,7 @@ class Service:
             clock=clock,
             on_settled=self.writeback,
         )
-        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=10_000)
+        self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=FEED_QUEUE_SIZE)
         self.poller = MarketPoller(
             rest=self.rest,
             tickers=lambda: self.pipeline.portfolio.tickers(),
@@ -382,6 +385,9 @@ async def run_service(
     for warning in rules.warnings:
         logger.warning("%s", warning)
     stop = stop or asyncio.Event()
+    # Everything loaded so far lives for the whole run: keep it out of the collector's scans,
+    # whose full passes otherwise stall the event loop for tens of milliseconds.
+    gc.freeze()
     async with contextlib.AsyncExitStack() as stack:
         endpoint = await open_endpoint(settings, stack)
         async with _signals(stop):

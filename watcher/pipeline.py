@@ -158,20 +158,25 @@ class Pipeline:
         if self.observe is not None:
             self.observe(event, now)
         if isinstance(event, m.Ticker):
-            await self.store.put(event, now)
+            await self._store(event, now)
             await self._on_ticker(event, now)
         elif isinstance(event, m.Trade):
-            await self.store.put(event, now)
+            await self._store(event, now)
             await self._on_trade(event, now, late=False)
         elif isinstance(event, LateTrade):
-            await self.store.put(event.trade, now, late=True)
+            await self._store(event.trade, now, late=True)
             await self._on_trade(event.trade, now, late=True)
         elif isinstance(event, m.MarketLifecycle):
             if event.msg.market_ticker in self._watched:
-                await self.store.put(event, now)
+                await self._store(event, now)
                 await self._on_lifecycle(event, now)
         elif isinstance(event, _STORED):
-            await self.store.put(event, now)
+            await self._store(event, now)
+
+    async def _store(self, event: Any, now: int, *, late: bool = False) -> None:
+        """Queue the row; wait (backpressure, never drop) only when the writer's queue is full."""
+        if not self.store.put_nowait(event, now, late=late):
+            await self.store.put(event, now, late=late)
 
     async def on_clock(self) -> None:
         """Evaluate the time-driven rules (closing_soon, stale, settled from REST) now."""

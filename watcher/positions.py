@@ -24,6 +24,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias
@@ -142,22 +143,43 @@ class Portfolio:
 
     def watched(self) -> tuple[Position, ...]:
         """The positions to watch (``PENDING`` or ``OPEN``), in file order."""
-        return tuple(position for position in self.positions if position.is_watched)
+        return self._watched
 
     def tickers(self) -> list[str]:
         """Tickers of the watched positions, each once, in file order (what to subscribe to)."""
-        return list(dict.fromkeys(position.ticker for position in self.watched()))
+        return list(self._watched_index)
 
     def by_ticker(self, ticker: str, *, watched_only: bool = False) -> tuple[Position, ...]:
         """Every position in ``ticker`` (watched or not, unless ``watched_only``), in file order."""
-        pool = self.watched() if watched_only else self.positions
-        return tuple(position for position in pool if position.ticker == ticker)
+        index = self._watched_index if watched_only else self._index
+        return index.get(ticker, ())
+
+    # Computed once per portfolio: the rule engine asks on every tick.
+
+    @cached_property
+    def _watched(self) -> tuple[Position, ...]:
+        return tuple(position for position in self.positions if position.is_watched)
+
+    @cached_property
+    def _index(self) -> dict[str, tuple[Position, ...]]:
+        return _group(self.positions)
+
+    @cached_property
+    def _watched_index(self) -> dict[str, tuple[Position, ...]]:
+        return _group(self._watched)
 
     def __repr__(self) -> str:
         return (
             f"Portfolio(path={self.path!r}, positions={len(self.positions)}, "
             f"watched={len(self.watched())})"
         )
+
+
+def _group(positions: Iterable[Position]) -> dict[str, tuple[Position, ...]]:
+    groups: dict[str, list[Position]] = {}
+    for position in positions:
+        groups.setdefault(position.ticker, []).append(position)
+    return {ticker: tuple(group) for ticker, group in groups.items()}
 
 
 # Loading
