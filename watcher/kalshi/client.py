@@ -320,6 +320,8 @@ class KalshiWebSocketClient:
             logger.info("connected to %s", self.url)
         self.protocol.connection_made()
         await self._flush()
+        if self.stats.reconnects and self.rest is not None and "trade" in self.protocol.wanted:
+            self._spawn(self._backfill_after_reconnect())
 
     async def _serve_session(self, ws: ClientConnection) -> None:
         reason = "closed"
@@ -432,7 +434,17 @@ class KalshiWebSocketClient:
 
     async def _backfill_trades(self, gap: SequenceGapEvent) -> None:
         """Fetch the trades a ``trade`` gap skipped over REST and hand them on as late."""
-        markets = gap.market_tickers or tuple(self._last_trade_ts)
+        await self._backfill(gap.market_tickers or tuple(self._last_trade_ts))
+        logger.info("trade backfill after gap on sid %d done", gap.sid)
+
+    async def _backfill_after_reconnect(self) -> None:
+        """Trades made while the connection was down: a new connection restarts ``seq``, so
+        no gap can reveal them. Fetch what came after the last trade seen in each market."""
+        wanted = self.protocol.wanted.get("trade")
+        markets = tuple(self._last_trade_ts) if wanted is None else tuple(sorted(wanted))
+        await self._backfill([t for t in markets if t in self._last_trade_ts])
+
+    async def _backfill(self, markets: Iterable[str]) -> None:
         for ticker in markets:
             since = self._last_trade_ts.get(ticker)
             min_ts = since // 1000 if since is not None else None
@@ -447,7 +459,6 @@ class KalshiWebSocketClient:
                 frame = m.Trade(msg=_trade_msg(rest_trade))
                 self._remember_trade(frame)
                 await self._dispatch(LateTrade(frame))
-        logger.info("trade backfill after gap on sid %d done", gap.sid)
 
     async def _flush(self) -> None:
         frames = self.protocol.data_to_send()
@@ -486,6 +497,9 @@ def _close_reason(exc: ConnectionClosed | None, ws: ClientConnection | None = No
     sent = exc.sent if exc is not None else None
     if sent is not None and sent.code == 1011:
         return "watchdog: no answer to pings, connection presumed dead"
+    if sent is not None and sent.code in (1002, 1007, 1009):
+        # We closed it: a protocol error, invalid data, or a frame over MAX_FRAME_BYTES.
+        return f"closed by watcher: close code {sent.code} {sent.reason}".strip()
     if frame is None:
         return "no close frame (connection dropped)"
     return f"close code {frame.code} {frame.reason}".strip()
