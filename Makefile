@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install run test lint format mypy all bench clean
+.PHONY: install run test lint format mypy all bench soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check watcher tests examples bench
-	$(BIN)/ruff format --check watcher tests examples bench
+	$(BIN)/ruff check watcher tests examples bench soak
+	$(BIN)/ruff format --check watcher tests examples bench soak
 
 format: $(STAMP)
 	$(BIN)/ruff format watcher tests examples bench
@@ -37,6 +37,11 @@ all: lint mypy test
 
 bench: $(STAMP)  ## measure throughput, latency, memory (QUICK=1: seconds; BENCH_DURATION=S per phase)
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick) $(ARGS)
+
+MINUTES ?= 30
+SEED    ?=
+soak: $(STAMP)  ## random faults against the simulator; bounds checked (MINUTES=2 for CI)
+	$(BIN)/python -m soak --minutes $(MINUTES) $(if $(SEED),--seed $(SEED)) --json soak-report.json $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

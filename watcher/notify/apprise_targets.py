@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, unquote, unquote_plus, urlencode, urlsplit, 
 import apprise
 
 __all__ = [
+    "HTTP_LOGGERS",
     "MIN_SECRET_LENGTH",
     "SendStatus",
     "TargetResult",
@@ -171,9 +172,29 @@ class _Redactor(logging.Filter):
         return True
 
 
+class _RedactOnly(logging.Filter):
+    """Redact registered secrets from the HTTP libraries Apprise sends through.
+
+    At DEBUG, urllib3 logs every request line (``"POST /path?token=... HTTP/1.1" 200``), and a
+    logger's filters only see records created on that very logger, so the ``apprise`` filter
+    does not cover it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = _REDACTOR.redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
 _REDACTOR = _Redactor()
 _APPRISE_LOGGER = logging.getLogger("apprise")
 _APPRISE_LOGGER.addFilter(_REDACTOR)
+#: Loggers of the libraries Apprise's plugins send through, which may log request URLs.
+HTTP_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry", "requests")
+for _name in HTTP_LOGGERS:
+    logging.getLogger(_name).addFilter(_RedactOnly())
 _LOAD_LOCK = threading.Lock()
 _loaded = False
 

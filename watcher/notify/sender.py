@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from watcher.errors import StorageError
 from watcher.notify.apprise_targets import (
     SendStatus,
     build_service,
@@ -171,9 +172,20 @@ class Sender:
     # Private methods
 
     async def _run(self) -> None:
+        failing: str | None = None  # the database error being retried, logged once
         while not self._stopping:
             try:
                 delay = await self._step()
+                if failing is not None:
+                    logger.info("alert sender can use the database again")
+                    failing = None
+            except StorageError as exc:
+                # Disk full, read-only file, lock held: expected, retried every ERROR_PAUSE;
+                # one line per distinct error, not a traceback each second.
+                if str(exc) != failing:
+                    logger.error("alert sender cannot use the database, retrying: %s", exc)
+                failing = str(exc)
+                delay = ERROR_PAUSE
             except Exception as exc:
                 logger.exception("alert sender failed, trying again: %s", exc)
                 delay = ERROR_PAUSE

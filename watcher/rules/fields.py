@@ -38,6 +38,7 @@ __all__ = [
     "TimeZoneName",
     "Urls",
     "describe",
+    "mask_urls",
     "parse_duration",
 ]
 
@@ -48,16 +49,27 @@ _DURATION_PART = re.compile(r"(\d{1,9})([smhd])")
 _CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
 _MAX_DOLLARS = Decimal(1_000_000_000)
 _MAX_CONTRACTS = Decimal(1_000_000_000_000)
+_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://\S*")
+
+
+def mask_urls(text: str) -> str:
+    """``text`` with everything after the scheme of each ``scheme://...`` replaced by ``***``.
+
+    Error messages echo what the user wrote, and an Apprise URL carries passwords and tokens
+    anywhere after its scheme (``tgram://bottoken/chatid``); a misplaced URL must not reach a
+    log line, an alert or the database through an error.
+    """
+    return _URL.sub(lambda match: f"{match[1]}://***", text)
 
 
 def describe(value: Any) -> str:
-    """A value as the user wrote it, shortened, for error messages."""
+    """A value as the user wrote it, shortened and with URLs masked, for error messages."""
     if value is None:
         return "nothing"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        seen = repr(value)
+        seen = repr(mask_urls(value))
         return seen if len(seen) <= SEEN_MAX else f"{seen[: SEEN_MAX - 4]}...'"
     if isinstance(value, int | Decimal | float):
         text = str(value)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from watcher.errors import ConfigError
-from watcher.rules.fields import describe
+from watcher.rules.fields import describe, mask_urls
 from watcher.rules.model import RULE_TYPES, Defaults, QuietHours, RulesConfig
 from watcher.rules.yamlsource import Path, Source, Where, read_yaml
 
@@ -134,7 +134,7 @@ def _finish(config: RulesConfig, source: Source, filename: str) -> RulesConfig:
     """Drop notify targets without URLs (with a warning) and remember where rules are."""
     kept = {name: urls for name, urls in config.notify.items() if urls}
     warnings = [
-        f"{filename}:{_at(source, ('notify', name))}: notify target {name!r} has no URL"
+        f"{filename}:{_at(source, ('notify', name))}: notify target {mask_urls(name)!r} has no URL"
         f"{_unset(source, name)}; its alerts go to the console only"
         for name in config.notify
         if name not in kept
@@ -197,7 +197,9 @@ def _duplicate_names(source: Source, rules: Any) -> list[Problem]:
         where = source.values.get(("rules", index, "name"), _START)
         seen = first.setdefault(name.strip(), where)
         if seen is not where:
-            message = f"duplicate rule name {name.strip()!r} (first used at line {seen.line})"
+            message = (
+                f"duplicate rule name {mask_urls(name.strip())!r} (first used at line {seen.line})"
+            )
             problems.append((where, message))
     return problems
 
@@ -206,12 +208,14 @@ def _unknown_targets(
     source: Source, path: Path, names: Any, targets: dict[str, Any]
 ) -> list[Problem]:
     items = list(enumerate(names)) if isinstance(names, list) else [(None, names)]
-    defined = ", ".join(targets) or "none"
+    defined = ", ".join(map(mask_urls, targets)) or "none"
     problems: list[Problem] = []
     for index, name in items:
         if isinstance(name, str) and name.strip() and name.strip() not in targets:
             at = path if index is None else (*path, index)
-            message = f"unknown notify target {name.strip()!r}; defined targets: {defined}"
+            message = (
+                f"unknown notify target {mask_urls(name.strip())!r}; defined targets: {defined}"
+            )
             problems.append((source.values.get(at, _START), message))
     return problems
 
@@ -234,7 +238,7 @@ def _explain(error: ErrorDetails, source: Source) -> Problem | None:
         return source.keys.get(path, where), _unknown_key(key, path[:-1], source.data)
     if kind == "missing":
         key = str(rest[-1]) if rest else str(error["loc"][-1])
-        return where, f"missing key {key!r}{_context(path, source.data)}"
+        return where, f"missing key {mask_urls(key)!r}{_context(path, source.data)}"
     if kind == "union_tag_invalid":
         seen = _value_at((*path, "type"), source.data)
         message = f"unknown rule type {describe(seen)}; expected one of: {_TYPES}"
@@ -252,7 +256,7 @@ def _explain(error: ErrorDetails, source: Source) -> Problem | None:
 def _label(path: Path) -> str:
     """How a message names the field at ``path`` (its key, or the notify target)."""
     if len(path) >= 2 and path[0] == "notify":
-        return f"notify target {path[1]!r}"
+        return f"notify target {mask_urls(str(path[1]))!r}"
     return next((part for part in reversed(path) if isinstance(part, str)), "")
 
 
@@ -302,7 +306,7 @@ def _model_at(path: Path, data: Any) -> tuple[type[BaseModel] | None, str]:
 
 def _unknown_key(key: str, parent: Path, data: Any) -> str:
     model, where = _model_at(parent, data)
-    message = f"unknown key {key!r}{where}"
+    message = f"unknown key {mask_urls(key)!r}{where}"
     if model is not None:
         allowed = [info.alias or name for name, info in model.model_fields.items()]
         message += f"; expected one of: {', '.join(allowed)}"

@@ -23,6 +23,8 @@ from typing import Any, TypeAlias
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from watcher.rules.fields import mask_urls
+
 __all__ = ["MAX_NODES", "Path", "Source", "Where", "read_yaml"]
 
 Path: TypeAlias = tuple[str | int, ...]
@@ -204,7 +206,10 @@ class _Walker:
                 continue
             if key in result:
                 first = self.source.keys[(*path, key)]
-                self.error(key_node, f"duplicate key {key!r} (first written at line {first.line})")
+                shown = mask_urls(key)
+                self.error(
+                    key_node, f"duplicate key {shown!r} (first written at line {first.line})"
+                )
                 continue
             self.source.keys[(*path, key)] = _where(key_node.start_mark)
             result[key] = self.value(value_node, (*path, key))
@@ -245,8 +250,9 @@ class _Walker:
             problem = getattr(exc, "problem", None) or str(exc)
             return self.broken(node, path, f"cannot read value: {problem}")
         except Exception as exc:  # PyYAML's constructors raise IndexError, ValueError, ...
-            reason = str(exc) or type(exc).__name__
-            return self.broken(node, path, f"cannot read value {node.value[:40]!r}: {reason}")
+            reason = mask_urls(str(exc) or type(exc).__name__)
+            shown = mask_urls(node.value[:40])
+            return self.broken(node, path, f"cannot read value {shown!r}: {reason}")
 
     def error(self, node: Node, message: str, offset: int | None = None) -> None:
         self.source.errors.append((_where_in(node, offset), message))
