@@ -27,11 +27,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check watcher tests examples bench soak
 
 format: $(STAMP)
-	$(BIN)/ruff format watcher tests examples bench
-	$(BIN)/ruff check --fix watcher tests examples bench
+	$(BIN)/ruff format watcher tests examples bench soak
+	$(BIN)/ruff check --fix watcher tests examples bench soak
 
 mypy: $(STAMP)
-	$(BIN)/mypy watcher bench
+	$(BIN)/mypy watcher bench soak
 
 all: lint mypy test
 
