@@ -22,13 +22,12 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from watcher.errors import DecodeError, RateLimited, RestError
 from watcher.kalshi import messages as m
-from watcher.kalshi.rest import KalshiRestClient
+from watcher.kalshi.rest import KalshiRestClient, trade_from_rest
 from watcher.store.queries import MarketRow
 
 __all__ = [
@@ -50,7 +49,6 @@ KEYLESS_NOTICE = (
     " and set KALSHI_API_KEY_ID and KALSHI_PRIVATE_KEY_PATH"
 )
 _SEEN_TRADES = 5000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _QUOTE_FIELDS = (
     "yes_bid_dollars",
     "yes_ask_dollars",
@@ -105,22 +103,6 @@ def ticker_from_rest(market: m.RestMarket, now_ms: int) -> m.Ticker | None:
         ts_ms=now_ms,
     )
     return m.Ticker(msg=msg)
-
-
-def trade_from_rest(trade: m.RestTrade) -> m.Trade:
-    """A ``trade`` frame built from a REST trade (``created_time`` gives the time if needed)."""
-    ts_ms = trade.ts_ms if trade.ts_ms is not None else _rfc3339_ms(trade.created_time)
-    msg = m.TradeMsg(
-        trade_id=trade.trade_id,
-        market_ticker=trade.ticker,
-        yes_price_dollars=trade.yes_price_dollars,
-        no_price_dollars=trade.no_price_dollars,
-        count_fp=trade.count_fp,
-        taker_side=trade.taker_side,
-        ts=None if ts_ms is None else ts_ms // 1000,
-        ts_ms=ts_ms,
-    )
-    return m.Trade(msg=msg)
 
 
 class MarketPoller:
@@ -248,15 +230,3 @@ class MarketPoller:
     def _answered(self) -> None:
         self.stats.requests += 1
         self.stats.last_success_at = self.monotonic()
-
-
-def _rfc3339_ms(text: str | None) -> int | None:
-    if not text:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return (parsed - _EPOCH) // timedelta(milliseconds=1)

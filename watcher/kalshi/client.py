@@ -43,6 +43,7 @@ from watcher.kalshi.protocol import (
     KalshiProtocol,
     SequenceGapEvent,
 )
+from watcher.kalshi.rest import trade_from_rest
 
 __all__ = [
     "MAX_FRAME_BYTES",
@@ -456,7 +457,7 @@ class KalshiWebSocketClient:
             for rest_trade in sorted(trades, key=lambda t: t.ts_ms or 0):
                 if rest_trade.trade_id in self._seen_trades:
                     continue
-                frame = m.Trade(msg=_trade_msg(rest_trade))
+                frame = trade_from_rest(rest_trade)
                 self._remember_trade(frame)
                 await self._dispatch(LateTrade(frame))
 
@@ -509,15 +510,3 @@ def _describe(command: m.Command | None) -> str:
     if command is None:
         return "a command"
     return f"{command.__struct_config__.tag} #{command.id}"
-
-
-def _trade_msg(trade: m.RestTrade) -> m.TradeMsg:
-    return m.TradeMsg(
-        trade_id=trade.trade_id,
-        market_ticker=trade.ticker,
-        yes_price_dollars=trade.yes_price_dollars,
-        no_price_dollars=trade.no_price_dollars,
-        count_fp=trade.count_fp,
-        taker_side=trade.taker_side,
-        ts_ms=trade.ts_ms,
-    )

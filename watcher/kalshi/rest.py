@@ -26,6 +26,7 @@ or error message.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TypeVar
 from urllib.parse import quote
@@ -42,10 +43,12 @@ from watcher.kalshi.messages import (
     RestOrderbookResponse,
     RestTrade,
     RestTradesResponse,
+    Trade,
+    TradeMsg,
     decode_rest,
 )
 
-__all__ = ["MAX_TRADES_LIMIT", "KalshiRestClient"]
+__all__ = ["MAX_TRADES_LIMIT", "KalshiRestClient", "trade_from_rest"]
 
 logger = logging.getLogger("watcher.rest")
 
@@ -250,3 +253,34 @@ def _origin(url: httpx.URL) -> str:
 def _preview(response: httpx.Response) -> str:
     text = response.content[:BODY_PREVIEW].decode("utf-8", "replace")
     return repr(" ".join(text.split())) if text.strip() else "(empty body)"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def trade_from_rest(trade: RestTrade) -> Trade:
+    """A ``trade`` frame built from a REST trade (``created_time`` gives the time if needed)."""
+    ts_ms = trade.ts_ms if trade.ts_ms is not None else _rfc3339_ms(trade.created_time)
+    msg = TradeMsg(
+        trade_id=trade.trade_id,
+        market_ticker=trade.ticker,
+        yes_price_dollars=trade.yes_price_dollars,
+        no_price_dollars=trade.no_price_dollars,
+        count_fp=trade.count_fp,
+        taker_side=trade.taker_side,
+        ts=None if ts_ms is None else ts_ms // 1000,
+        ts_ms=ts_ms,
+    )
+    return Trade(msg=msg)
+
+
+def _rfc3339_ms(text: str | None) -> int | None:
+    if not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return (parsed - _EPOCH) // timedelta(milliseconds=1)
