@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from watcher.rules import load_rules
 from watcher.settings import settings_from_env
 
 from .conftest import MS
+from .support import count, env_without_kalshi, poll
 from .test_notify_sender import HttpRecorder
 
 WAIT = 10_000 * MS
@@ -64,27 +64,6 @@ defaults:
 rules:
   - {name: wide or tight, type: spread, max_cents: 10}
 """
-
-
-def env_without_kalshi(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KALSHI_", "WATCHER_"))}
-    return {**env, **extra}
-
-
-def count(db: Path, sql: str) -> int:
-    if not db.exists():
-        return 0
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        try:
-            return int(conn.execute(sql).fetchone()[0])
-        except sqlite3.OperationalError:
-            return 0
-
-
-async def poll(predicate, within: float = WAIT) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110 - the condition lives in another process
-            await asyncio.sleep(0.05)
 
 
 @pytest.fixture

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -26,6 +24,8 @@ from watcher.rules import load_rules
 from watcher.settings import settings_from_env
 
 from .conftest import MS
+from .support import count, env_without_kalshi
+from .support import poll as until
 
 WAIT = 10_000 * MS
 CPI, FED = "KXCPI-26JAN-T0.3", "KXFED-26DEC-H0"
@@ -44,27 +44,6 @@ rules:
   - {name: tight spread, type: spread, max_cents: 3}
   - {name: whale, type: trade_size, min_contracts: 500}
 """
-
-
-def env_without_kalshi(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KALSHI_", "WATCHER_"))}
-    return {**env, **extra}
-
-
-def count(db: Path, sql: str) -> int:
-    if not db.exists():
-        return 0
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        try:
-            return int(conn.execute(sql).fetchone()[0])
-        except sqlite3.OperationalError:
-            return 0
-
-
-async def until(predicate, within: float = WAIT) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110 - the condition lives in another task/process
-            await asyncio.sleep(0.02)
 
 
 @pytest.fixture
