@@ -26,8 +26,7 @@ from watcher.rules import load_rules
 from watcher.settings import settings_from_env
 
 from .conftest import MS
-from .support import count, env_without_kalshi, poll
-from .test_notify_sender import HttpRecorder
+from .support import HttpRecorder, count, env_without_kalshi, poll
 
 WAIT = 10_000 * MS
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ from watcher.alert import Alert
 from watcher.cli import main
 from watcher.notify.outbox import Outbox
 
-from .test_notify_sender import HttpRecorder
+from .support import HttpRecorder
 
 RULES = """\
 version: 1

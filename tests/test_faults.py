@@ -51,7 +51,7 @@ from watcher.store.storage import SQLiteStorage
 from watcher.store.writer import StoreWriter
 
 from .conftest import MS
-from .test_notify_sender import HttpRecorder
+from .support import HttpRecorder
 
 WAIT = 10_000 * MS
 KEY_ID = "faults-key"

@@ -18,22 +18,13 @@ from watcher.notify.outbox import (
 )
 from watcher.store.schema import open_database
 
+from .support import alert_for
+
 NOW = 1_700_000_000_000
 
 
 def make_alert(n: int = 1, targets: tuple[str, ...] = ("phone",), **kw: object) -> Alert:
-    fields: dict[str, object] = {
-        "key": f"tight spread|KXTEST-{n}|{NOW + n}",
-        "rule": "tight spread",
-        "market_ticker": f"KXTEST-{n}",
-        "severity": "warning",
-        "title": f"KXTEST-{n} spread 1c",
-        "body": f"spread is 1c on KXTEST-{n}",
-        "targets": targets,
-        "at_ms": NOW + n,
-    }
-    fields.update(kw)
-    return Alert(**fields)  # type: ignore[arg-type]
+    return alert_for(n, targets, now=NOW, **kw)
 
 
 @pytest.fixture

@@ -8,12 +8,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import email
-import json
 import logging
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
 
@@ -21,6 +19,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from tests.conftest import MS
+from tests.support import HttpRecorder, alert_for
 from watcher.alert import Alert
 from watcher.notify import (
     DeliveryStatus,
@@ -44,79 +43,7 @@ FAST: dict[str, Any] = {
 
 
 def make_alert(n: int = 1, targets: tuple[str, ...] = ("hook",), **kw: Any) -> Alert:
-    fields: dict[str, Any] = {
-        "key": f"tight spread|KXTEST-{n}|{NOW + n}",
-        "rule": "tight spread",
-        "market_ticker": f"KXTEST-{n}",
-        "severity": "warning",
-        "title": f"KXTEST-{n} spread 1c",
-        "body": f"spread is 1c on KXTEST-{n}",
-        "targets": targets,
-        "at_ms": NOW + n,
-    }
-    fields.update(kw)
-    return Alert(**fields)
-
-
-@dataclass
-class Request:
-    status: int
-    path: str
-    headers: dict[str, str]
-    payload: dict[str, Any]
-
-
-@dataclass
-class HttpRecorder:
-    """A tiny HTTP server on 127.0.0.1:0 that answers scripted statuses, then 200."""
-
-    statuses: list[int] = field(default_factory=list)  # 0: hold the answer until release
-    requests: list[Request] = field(default_factory=list)
-    server: asyncio.Server | None = None
-    release: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def port(self) -> int:
-        assert self.server is not None
-        return int(self.server.sockets[0].getsockname()[1])
-
-    @property
-    def url(self) -> str:
-        return f"json://127.0.0.1:{self.port}/hook"
-
-    @property
-    def delivered(self) -> list[Request]:
-        return [r for r in self.requests if r.status == 200]
-
-    async def __aenter__(self) -> HttpRecorder:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.release.set()
-        self.server.close()
-        await self.server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-            headers = dict(line.split(": ", 1) for line in head[1:] if ": " in line)
-            headers = {k.lower(): v for k, v in headers.items()}
-            body = await reader.readexactly(int(headers.get("content-length", "0")))
-            status = self.statuses.pop(0) if self.statuses else 200
-            path = head[0].split(" ")[1]
-            self.requests.append(Request(status, path, headers, json.loads(body or b"{}")))
-            if status == 0:
-                await self.release.wait()
-                status = 200
-            writer.write(
-                f"HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
-            )
-            await writer.drain()
-        finally:
-            writer.close()
-            await writer.wait_closed()
+    return alert_for(n, targets, now=NOW, **kw)
 
 
 async def wait_until(predicate: Callable[[], bool]) -> None:

@@ -43,6 +43,7 @@ from watcher.settings import settings_from_env
 from watcher.store.schema import open_database
 from watcher.writeback import write_settlement
 
+from .support import HttpRecorder
 from .test_faults import (
     KEY_ID,
     RULES,
@@ -57,7 +58,6 @@ from .test_faults import (
     watcher_env,
     write_key,
 )
-from .test_notify_sender import HttpRecorder
 
 PASSWORD = "correct-horse-battery-staple-7"
 #: The issue's example URL, plus a query token (``-token`` is sent in the request line).
