@@ -109,6 +109,15 @@ async def watcher_throughput(plan: Plan, firehose: Firehose) -> dict[str, Any]:
     }
 
 
+async def record_window(plan: Plan, probe: Probe, service: Any) -> None:
+    """Let the service warm up, then record ``plan.duration`` seconds of probe timings."""
+    with probe.timing(service):
+        await asyncio.sleep(plan.warmup)
+        probe.recording = True
+        await asyncio.sleep(plan.duration)
+        probe.recording = False
+
+
 async def decision_latency(plan: Plan, firehose: Firehose) -> dict[str, Any]:
     """Tick→rule-decision latency of the real Service at a fixed 5,000 frames/s."""
     probe = Probe()
@@ -122,11 +131,7 @@ async def decision_latency(plan: Plan, firehose: Firehose) -> dict[str, Any]:
         rules=DEFAULT_RULES,
         trace=probe.trace,
     ) as service:
-        with probe.timing(service):
-            await asyncio.sleep(plan.warmup)
-            probe.recording = True
-            await asyncio.sleep(plan.duration)
-            probe.recording = False
+        await record_window(plan, probe, service)
     stats = percentiles(probe.decisions_ns)
     return {
         "p50_decision_ms": stats["p50"],
@@ -153,11 +158,7 @@ async def alert_latency(plan: Plan, firehose: Firehose) -> dict[str, Any]:
             rules=rules,
             trace=probe.trace,
         ) as service:
-            with probe.timing(service):
-                await asyncio.sleep(plan.warmup)
-                probe.recording = True
-                await asyncio.sleep(plan.duration)
-                probe.recording = False
+            await record_window(plan, probe, service)
     stats = percentiles(sink.latencies_ns)
     return {
         "p50_alert_ms": stats["p50"],
