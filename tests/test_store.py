@@ -411,8 +411,9 @@ async def test_batch_is_written_when_batch_size_items_wait(db, reader):
     async with StoreWriter(db, batch_size=10, flush_interval=3600) as writer:
         for n in range(10):
             await writer.put(make_ticker(n), 1)
-        await wait_until(lambda: count_rows(reader(), "tickers") == 10)
-        assert writer.stats.batches == 1
+        # The stats are updated after the commit returns, so wait on them, not on the rows.
+        await wait_until(lambda: writer.stats.batches == 1)
+        assert count_rows(reader(), "tickers") == 10
 
 
 async def test_batch_is_written_flush_interval_after_the_first_item(db, reader):
@@ -420,9 +421,11 @@ async def test_batch_is_written_flush_interval_after_the_first_item(db, reader):
     async with StoreWriter(db, batch_size=1000, flush_interval=20 * MS) as writer:
         for n in range(3):
             await writer.put(make_ticker(n), 1)
-        await wait_until(lambda: count_rows(reader(), "tickers") == 3)
+        # The stats are updated after the commit returns, so wait on them, not on the rows.
+        await wait_until(lambda: writer.stats.last_flush_ms is not None)
+        assert count_rows(reader(), "tickers") == 3
         assert writer.stats.queue_depth == 0
-        assert writer.stats.last_flush_ms is not None
+        assert writer.stats.batches == 1
 
 
 async def test_flush_commits_everything_put_so_far(db, reader):
