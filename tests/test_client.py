@@ -288,3 +288,54 @@ async def test_drain_receives_everything_sent_before_unsubscribing(sim, running)
     assert client.protocol.subscriptions == {}
     received = len(recorder.of(m.Ticker))
     assert received == sim.stats.market(MARKET).ticker_frames
+
+
+async def test_a_raising_handler_is_logged_and_the_feed_goes_on(sim, key, caplog) -> None:
+    """A handler's bug is logged with its traceback and counted; the other handlers of that
+    frame still run, later frames are delivered, and the connection is kept."""
+    client = make_client(sim, key)
+    recorder = Recorder()
+    calls = 0
+
+    def broken(event: object) -> None:
+        nonlocal calls
+        calls += 1
+        raise ValueError(f"bug number {calls}")
+
+    client.register_handler("ticker", broken)
+    client.register_handler("ticker", recorder)
+    await client.subscribe(["ticker"], [MARKET])
+    task = asyncio.create_task(client.run())
+    await recorder.wait_for(lambda: len(recorder.events) >= 8)
+    await client.disconnect()
+    await asyncio.wait_for(task, WAIT)
+    assert calls >= len(recorder.events) >= 8  # broken ran first on every frame
+    assert client.stats.handler_errors == calls
+    assert client.stats.reconnects == 0
+    errors = [r for r in caplog.records if r.name == "watcher.feed" and r.levelno == logging.ERROR]
+    assert errors[0].getMessage() == (
+        "handler test_a_raising_handler_is_logged_and_the_feed_goes_on.<locals>.broken raised"
+        " on a Ticker; the feed goes on (1 handler errors so far)"
+    )
+    assert errors[0].exc_info is not None and "bug number 1" in str(errors[0].exc_info[1])
+    assert len(errors) == 5  # a traceback for the first few, then only every 1000th
+
+
+async def test_signed_headers_never_reach_websockets_debug_log(sim, key, caplog) -> None:
+    """With websockets logging the handshake at DEBUG, the key id and signature are masked on
+    both ends (the simulator's server log too)."""
+    caplog.set_level(logging.DEBUG, logger="websockets")
+    client = make_client(sim, key)
+    recorder = Recorder()
+    client.register_handler("ticker", recorder)
+    await client.subscribe(["ticker"], [MARKET])
+    task = asyncio.create_task(client.run())
+    await recorder.wait_for(lambda: len(recorder.events) >= 1)
+    await client.disconnect()
+    await asyncio.wait_for(task, WAIT)
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("websockets")]
+    assert "> KALSHI-ACCESS-SIGNATURE: [redacted]" in lines
+    assert "> KALSHI-ACCESS-KEY: [redacted]" in lines
+    assert "< KALSHI-ACCESS-SIGNATURE: [redacted]" in lines
+    assert any(line.startswith("> KALSHI-ACCESS-TIMESTAMP: ") for line in lines)
+    assert not any(KEY_ID in line for line in lines)

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from watcher.errors import KeyFileError
 
 __all__ = [
+    "SECRET_HEADERS",
     "WS_SIGN_PATH",
     "Algorithm",
     "KalshiSigner",
@@ -32,6 +33,7 @@ __all__ = [
     "PublicKey",
     "load_private_key",
     "load_public_key",
+    "redacting_logger",
     "verify_signature",
 ]
 
@@ -44,6 +46,32 @@ PublicKey: TypeAlias = rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 Algorithm: TypeAlias = Literal["rsa-pss", "ed25519"]
 
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.DIGEST_LENGTH)
+
+#: Request headers whose values never reach a log line, even with websockets at DEBUG.
+SECRET_HEADERS = frozenset({"kalshi-access-signature", "kalshi-access-key", "authorization"})
+
+
+class _RedactSecretHeaders(logging.Filter):
+    """Mask signed headers in websockets' handshake debug lines (``> NAME: VALUE``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if (
+            isinstance(args, tuple)
+            and len(args) == 2
+            and record.msg in ("> %s: %s", "< %s: %s")
+            and str(args[0]).lower() in SECRET_HEADERS
+        ):
+            record.args = (args[0], "[redacted]")
+        return True
+
+
+def redacting_logger(name: str) -> logging.Logger:
+    """The logger ``name`` with signed request headers masked in its records."""
+    log = logging.getLogger(name)
+    if not any(isinstance(f, _RedactSecretHeaders) for f in log.filters):
+        log.addFilter(_RedactSecretHeaders())
+    return log
 
 
 def load_private_key(path: str | os.PathLike[str], password: str | None = None) -> PrivateKey:

@@ -33,7 +33,7 @@ from watcher.errors import (
     WatcherError,
 )
 from watcher.kalshi import messages as m
-from watcher.kalshi.auth import KalshiSigner
+from watcher.kalshi.auth import KalshiSigner, redacting_logger
 from watcher.kalshi.backoff import backoff
 from watcher.kalshi.endpoints import resolve_endpoints
 from watcher.kalshi.protocol import (
@@ -55,6 +55,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("watcher.feed")
+
+#: The logger our connections hand to websockets (its default name, so its levels apply).
+_ws_logger = redacting_logger("websockets.client")
 
 Handler = Callable[[Any], Awaitable[None] | None]
 #: Kalshi's documented message limit (§2.3).
@@ -86,6 +89,7 @@ class ClientStats:
     connects: int = 0
     reconnects: int = 0
     backfilled_trades: int = 0
+    handler_errors: int = 0
 
 
 def classify_failure(exc: BaseException) -> WatcherError:
@@ -205,7 +209,9 @@ class KalshiWebSocketClient:
         ``message_type`` is a Kalshi frame type (``"ticker"``, ``"trade"``, ``"error"``, …) or one
         of ``"unknown"`` (frames of types watcher does not know), ``"sequence_gap"``,
         ``"decode_error"``, ``"command_error"``, ``"late_trade"``, ``"*"`` (everything).
-        Handlers run in the receive loop: keep them short (enqueue, don't compute).
+        Handlers run in the receive loop: keep them short (enqueue, don't compute). A handler
+        that raises is logged (``stats.handler_errors``) and the feed goes on with the next
+        handler and frame; cancellation still propagates.
         """
         self._handlers.setdefault(message_type, []).append(handler)
         self._routes.clear()
@@ -307,6 +313,7 @@ class KalshiWebSocketClient:
                 max_size=MAX_FRAME_BYTES,
                 max_queue=64,
                 user_agent_header="watcher (Python websockets)",
+                logger=_ws_logger,
             )
         except Exception as exc:
             raise classify_failure(exc) from exc
@@ -354,9 +361,12 @@ class KalshiWebSocketClient:
                 trace(event, received_ns)
             # _dispatch inlined: one coroutine less per frame on the hot path.
             for handler in self._route(event):
-                result = handler(event)
-                if result is not None and inspect.isawaitable(result):
-                    await result
+                try:
+                    result = handler(event)
+                    if result is not None and inspect.isawaitable(result):
+                        await result
+                except Exception as exc:  # a handler's bug must not end the feed
+                    self._handler_failed(handler, event, exc)
         if protocol.has_data_to_send:
             await self._flush()
         if self._drained is not None and not protocol.subscriptions:
@@ -364,9 +374,25 @@ class KalshiWebSocketClient:
 
     async def _dispatch(self, event: Event | LateTrade) -> None:
         for handler in self._route(event):
-            result = handler(event)
-            if result is not None and inspect.isawaitable(result):
-                await result
+            try:
+                result = handler(event)
+                if result is not None and inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                self._handler_failed(handler, event, exc)
+
+    def _handler_failed(self, handler: Handler, event: object, exc: Exception) -> None:
+        """Log a handler's exception (traceback for the first few) and go on with the feed."""
+        self.stats.handler_errors += 1
+        n = self.stats.handler_errors
+        if n <= 5 or n % 1000 == 0:
+            logger.error(
+                "handler %s raised on a %s; the feed goes on (%d handler errors so far)",
+                getattr(handler, "__qualname__", repr(handler)),
+                type(event).__name__,
+                n,
+                exc_info=exc if n <= 5 else None,
+            )
 
     def _route(self, event: Event | LateTrade) -> tuple[Handler, ...]:
         """Count ``event`` and return its handlers (those of its kind, then ``"*"``)."""

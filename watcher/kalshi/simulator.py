@@ -33,7 +33,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from watcher.kalshi import messages as m
-from watcher.kalshi.auth import PublicKey
+from watcher.kalshi.auth import PublicKey, redacting_logger
 from watcher.kalshi.fixed import parse_micros
 from watcher.kalshi.sim_http import MAX_CLOCK_SKEW_MS, HttpFront, header
 from watcher.kalshi.sim_market import (
@@ -157,6 +157,7 @@ class SimulatedExchange:
             ping_interval=None,
             close_timeout=1,
             max_size=2**20,
+            logger=redacting_logger("websockets.server"),
         )
         self._port = self._server.sockets[0].getsockname()[1]
         self._clock = asyncio.create_task(self._run_clock(), name="watcher.sim clock")
