@@ -8,11 +8,13 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from watcher.alert import Alert
 from watcher.kalshi.fixed import cents_to_micros
 from watcher.market import Markets
-from watcher.positions import Portfolio, Position
+from watcher.positions import Portfolio, Position, pnl_dollars
 from watcher.rules import (
     ClockEvent,
     Event,
@@ -26,6 +28,7 @@ from watcher.rules import (
     parse_rules,
     unmatched_rules,
 )
+from watcher.rules.checks import Subject, check_level
 
 TICKER = "KXCPI-26JAN-T0.3"
 NY = ZoneInfo("America/New_York")
@@ -615,3 +618,33 @@ def test_stale_rule_stays_quiet_for_a_closed_market() -> None:
     markets.apply_metadata("KXA", title=None, status="active", close_time_ms=None, result=None)
     decision = evaluate(config, portfolio, markets, ClockEvent(3_600_000), {}, 3_600_000)
     assert [a.rule for a in decision.alerts] == ["feed stale"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    contracts=st.decimals(min_value=Decimal("0.01"), max_value=Decimal(100_000), places=2),
+    entry=st.integers(min_value=1, max_value=999_999),
+    mark=st.integers(min_value=0, max_value=1_000_000),
+    above=st.decimals(min_value=Decimal(-5000), max_value=Decimal(5000), places=6),
+    below=st.decimals(min_value=Decimal(-5000), max_value=Decimal(5000), places=6),
+    rearm=st.decimals(min_value=Decimal(0), max_value=Decimal(100), places=4),
+)
+def test_pnl_condition_in_integers_agrees_with_exact_decimal_pnl(
+    contracts, entry, mark, above, below, rearm
+):
+    """The hot-path pnl check (integers only) decides exactly what the Decimal P&L decides, for
+    fractional contracts, sub-penny prices and 6-decimal dollar bounds."""
+    rule = rules(
+        f"{{name: p, type: pnl, above_dollars: '{above}', below_dollars: '{below}',"
+        f" rearm_cents: '{rearm}'}}"
+    ).rules[0]
+    held = Position(1, 1, TICKER, "YES", entry, contracts)
+    market = Markets(history_ms=0)
+    market.watch(TICKER, T0)
+    state = market.apply_ticker(TICKER, T0, yes_bid=None, yes_ask=None, yes_last=mark)
+    check = check_level(rule, Subject.of(TICKER, state, "YES", held), T0)  # type: ignore[arg-type]
+    pnl, step = pnl_dollars(held, mark), rearm / 100
+    assert check is not None
+    assert check.active == (pnl >= above or pnl <= below)
+    assert check.tag == ("above" if pnl >= above else "below" if pnl <= below else "")
+    assert check.clear == (pnl <= above - step and pnl >= below + step)

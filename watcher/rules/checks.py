@@ -13,11 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from watcher.kalshi.fixed import DOLLAR, cents_to_micros, format_cents
+from watcher.kalshi.fixed import DOLLAR, format_cents
 from watcher.market import MarketState, PricePoint
 from watcher.positions import (
     Position,
@@ -46,10 +45,10 @@ from watcher.rules.wording import (
 )
 
 __all__ = [
-    "LEVEL_CHECKS",
     "Check",
     "Subject",
     "check_level",
+    "level_text",
     "settlement_text",
     "subject_values",
     "to_count",
@@ -60,32 +59,41 @@ __all__ = [
 class Subject:
     """One thing a rule is evaluated for: a market seen from ``side``, maybe one position.
 
+    Built by :meth:`of` with the quote and mark worked out once, so the checks of every rule
+    that shares the subject read them for free.
+
     Attributes:
         scope: the state key: the ticker, or ``TICKER#id`` for a position-scoped rule.
         market: the market's live state.
         side: the side whose prices are used and shown.
         position: the position (always set for position-scoped rules).
         basis: which price marks it: ``last``, ``bid`` or ``mid``.
+        quote: the market's quote on this side.
+        mark: the price on this side by ``basis``, micro-dollars (None when not known yet).
     """
 
     scope: str
     market: MarketState
     side: Side
-    position: Position | None = None
-    basis: PriceBasis = "last"
+    position: Position | None
+    basis: PriceBasis
+    quote: SideQuote
+    mark: int | None
 
-    @property
-    def quote(self) -> SideQuote:
-        """The market's quote on this side."""
-        market = self.market
-        return side_quote(
-            self.side, yes_bid=market.yes_bid, yes_ask=market.yes_ask, yes_last=market.yes_last
+    @classmethod
+    def of(
+        cls,
+        scope: str,
+        market: MarketState,
+        side: Side,
+        position: Position | None = None,
+        basis: PriceBasis = "last",
+    ) -> Subject:
+        """The subject with its quote and mark taken from ``market`` now."""
+        quote = side_quote(
+            side, yes_bid=market.yes_bid, yes_ask=market.yes_ask, yes_last=market.yes_last
         )
-
-    @property
-    def mark(self) -> int | None:
-        """The price on this side by ``basis``, micro-dollars."""
-        return mark_price(self.quote, self.basis)
+        return cls(scope, market, side, position, basis, quote, mark_price(quote, basis))
 
     def mark_at(self, point: PricePoint) -> int | None:
         """The price on this side by ``basis`` at a history point."""
@@ -97,12 +105,11 @@ class Subject:
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    """The outcome of a level rule's condition for one subject."""
+    """The outcome of a level rule's condition for one subject (no text: see :func:`level_text`)."""
 
     active: bool
     clear: bool
     tag: str
-    body: str
 
 
 def subject_values(subject: Subject) -> dict[str, str]:
@@ -127,116 +134,166 @@ def subject_values(subject: Subject) -> dict[str, str]:
 
 
 def check_level(rule: LevelRule, subject: Subject, ts_ms: int) -> Check | None:
-    """Evaluate any level rule (dispatch on its type)."""
-    return LEVEL_CHECKS[type(rule)](rule, subject, ts_ms)
+    """Evaluate any level rule's condition (dispatch on its type).
+
+    This runs for every tick of a watched market, so it only compares integers; the alert
+    text is made by :func:`level_text` once the rule fires.
+    """
+    return _CONDITIONS[type(rule)](rule, subject, ts_ms)
+
+
+def level_text(rule: LevelRule, subject: Subject, ts_ms: int) -> str:
+    """The default alert text of a level rule that fired for ``subject``."""
+    return _TEXTS[type(rule)](rule, subject, ts_ms)
+
+
+# Conditions (hot path: integers only)
 
 
 def _spread(rule: SpreadRule, subject: Subject, ts_ms: int) -> Check | None:
-    quote = subject.quote
-    if quote.bid is None or quote.ask is None:
+    bid, ask = subject.quote.bid, subject.quote.ask
+    if bid is None or ask is None:
         return None
-    spread = quote.ask - quote.bid
-    rearm = rule.rearm_micros
-    quoted = f"{subject.side} bid {format_cents(quote.bid)} / ask {format_cents(quote.ask)}"
+    spread, limit, rearm = ask - bid, rule.limit_micros, rule.rearm_micros
     if rule.max_cents is not None:
-        limit = cents_to_micros(rule.max_cents)
-        active, clear, bound = spread <= limit, spread >= limit + rearm, "at most"
-    else:
-        assert rule.min_cents is not None  # the model requires exactly one
-        limit = cents_to_micros(rule.min_cents)
-        active, clear, bound = spread >= limit, spread <= limit - rearm, "at least"
-    body = f"spread {format_cents(spread)} ({bound} {format_cents(limit)}): {quoted}"
-    return Check(active, clear, "", body)
+        return Check(spread <= limit, spread >= limit + rearm, "")
+    return Check(spread >= limit, spread <= limit - rearm, "")
 
 
 def _move(rule: MoveFromEntryRule, subject: Subject, ts_ms: int) -> Check | None:
     position, mark = subject.position, subject.mark
     if position is None or mark is None:
         return None
-    move = move_micros(position, mark)
-    tag, active, clear = _directional(move, cents_to_micros(rule.cents), rule, rule.direction)
-    way = "up" if move >= 0 else "down"
-    body = (
-        f"{subject.side} {format_cents(mark)}, {way} {format_cents(abs(move))} from entry "
-        f"{format_cents(position.entry_micros)} (P&L {signed_dollars(pnl_dollars(position, mark))})"
-    )
-    return Check(active, clear, tag, body)
+    move = mark - position.entry_micros
+    return _directional(move, rule.cents_micros, rule, rule.direction)
 
 
-def _directional(
-    change: int, limit: int, rule: LevelRule, direction: str
-) -> tuple[str, bool, bool]:
-    """(tag, active, clear) for a signed change against ±limit in a direction."""
+def _directional(change: int, limit: int, rule: LevelRule, direction: str) -> Check:
+    """The check of a signed change against ±limit in a direction."""
     rearm = rule.rearm_micros
     up, down = change >= limit, change <= -limit
     if direction == "up":
-        return "up", up, change <= limit - rearm
+        return Check(up, change <= limit - rearm, "up")
     if direction == "down":
-        return "down", down, change >= -limit + rearm
-    return ("up" if change >= 0 else "down"), up or down, abs(change) <= limit - rearm
+        return Check(down, change >= -limit + rearm, "down")
+    return Check(up or down, abs(change) <= limit - rearm, "up" if change >= 0 else "down")
 
 
 def _pnl(rule: PnlRule, subject: Subject, ts_ms: int) -> Check | None:
     position, mark = subject.position, subject.mark
     if position is None or mark is None:
         return None
-    pnl = pnl_dollars(position, mark)
-    rearm = Decimal(rule.rearm_micros) / 1_000_000
-    above, below = rule.above_dollars, rule.below_dollars
-    tag, active, bound = "", False, ""
-    if above is not None and pnl >= above:
-        tag, active, bound = "above", True, f"at or above {dollars_text(above)}"
-    elif below is not None and pnl <= below:
-        tag, active, bound = "below", True, f"at or below {dollars_text(below)}"
-    clear = (above is None or pnl <= above - rearm) and (below is None or pnl >= below + rearm)
-    body = (
-        f"paper P&L {signed_dollars(pnl)}{f' ({bound})' if bound else ''}: "
-        f"{contracts_text(position.contracts)} {subject.side} from "
-        f"{format_cents(position.entry_micros)}, now {subject.side} {format_cents(mark)}"
+    # P&L in micro-dollars is contracts × move = n × move / d exactly (contracts = n / d), so
+    # each bound is compared as n × move against bound × d: integers, no rounding.
+    n, d = position.contracts.as_integer_ratio()
+    scaled = n * (mark - position.entry_micros)
+    above, below, rearm = rule.above_micros, rule.below_micros, rule.rearm_micros
+    if above is not None and scaled >= above * d:
+        tag, active = "above", True
+    elif below is not None and scaled <= below * d:
+        tag, active = "below", True
+    else:
+        tag, active = "", False
+    clear = (above is None or scaled <= (above - rearm) * d) and (
+        below is None or scaled >= (below + rearm) * d
     )
-    return Check(active, clear, tag, body)
+    return Check(active, clear, tag)
 
 
 def _cross(rule: PriceCrossRule, subject: Subject, ts_ms: int) -> Check | None:
     mark = subject.mark
     if mark is None:
         return None
-    level, rearm = cents_to_micros(rule.cents), rule.rearm_micros
+    level, rearm = rule.cents_micros, rule.rearm_micros
     if rule.direction == "up":
-        active, clear = mark >= level, mark <= level - rearm
-    else:
-        active, clear = mark <= level, mark >= level + rearm
-    body = (
-        f"{subject.side} {format_cents(mark)}, crossed {format_cents(level)} going {rule.direction}"
-    )
-    return Check(active, clear, rule.direction, body)
+        return Check(mark >= level, mark <= level - rearm, "up")
+    return Check(mark <= level, mark >= level + rearm, "down")
 
 
 def _velocity(rule: VelocityRule, subject: Subject, ts_ms: int) -> Check | None:
-    mark = subject.mark
-    window = rule.within // timedelta(milliseconds=1)
-    point = subject.market.price_at(ts_ms - window)
-    then = subject.mark_at(point) if point is not None else None
-    if mark is None or then is None or point is None:
+    mark, then = subject.mark, _price_then(rule, subject, ts_ms)[1]
+    if mark is None or then is None:
         return None
+    return _directional(mark - then, rule.cents_micros, rule, rule.direction)
+
+
+def _price_then(
+    rule: VelocityRule, subject: Subject, ts_ms: int
+) -> tuple[PricePoint | None, int | None]:
+    """The history point ``within`` before ``ts_ms`` and the subject's price then."""
+    point = subject.market.price_at(ts_ms - rule.within_ms)
+    return point, (subject.mark_at(point) if point is not None else None)
+
+
+# Texts (only when a rule fires)
+
+
+def _spread_text(rule: SpreadRule, subject: Subject, ts_ms: int) -> str:
+    bid, ask = subject.quote.bid or 0, subject.quote.ask or 0
+    bound = "at most" if rule.max_cents is not None else "at least"
+    quoted = f"{subject.side} bid {format_cents(bid)} / ask {format_cents(ask)}"
+    return f"spread {format_cents(ask - bid)} ({bound} {format_cents(rule.limit_micros)}): {quoted}"
+
+
+def _move_text(rule: MoveFromEntryRule, subject: Subject, ts_ms: int) -> str:
+    position, mark = subject.position, subject.mark
+    assert position is not None and mark is not None  # the rule fired: both were known
+    move = move_micros(position, mark)
+    way = "up" if move >= 0 else "down"
+    return (
+        f"{subject.side} {format_cents(mark)}, {way} {format_cents(abs(move))} from entry "
+        f"{format_cents(position.entry_micros)} (P&L {signed_dollars(pnl_dollars(position, mark))})"
+    )
+
+
+def _pnl_text(rule: PnlRule, subject: Subject, ts_ms: int) -> str:
+    position, mark = subject.position, subject.mark
+    assert position is not None and mark is not None
+    pnl = pnl_dollars(position, mark)
+    above, below = rule.above_dollars, rule.below_dollars
+    bound = ""
+    if above is not None and pnl >= above:
+        bound = f" (at or above {dollars_text(above)})"
+    elif below is not None and pnl <= below:
+        bound = f" (at or below {dollars_text(below)})"
+    return (
+        f"paper P&L {signed_dollars(pnl)}{bound}: "
+        f"{contracts_text(position.contracts)} {subject.side} from "
+        f"{format_cents(position.entry_micros)}, now {subject.side} {format_cents(mark)}"
+    )
+
+
+def _cross_text(rule: PriceCrossRule, subject: Subject, ts_ms: int) -> str:
+    mark = subject.mark or 0
+    level = format_cents(rule.cents_micros)
+    return f"{subject.side} {format_cents(mark)}, crossed {level} going {rule.direction}"
+
+
+def _velocity_text(rule: VelocityRule, subject: Subject, ts_ms: int) -> str:
+    point, then = _price_then(rule, subject, ts_ms)
+    mark = subject.mark
+    assert point is not None and then is not None and mark is not None
     change = mark - then
-    limit = cents_to_micros(rule.cents)
-    tag, active, clear = _directional(change, limit, rule, rule.direction)
     way = "up" if change >= 0 else "down"
-    body = (
+    return (
         f"{subject.side} {format_cents(mark)}, {way} {format_cents(abs(change))} in "
         f"{span_text(ts_ms - point.ts_ms)} (from {format_cents(then)})"
     )
-    return Check(active, clear, tag, body)
 
 
-#: The check of each level rule type.
-LEVEL_CHECKS: dict[type[Any], Callable[[Any, Subject, int], Check | None]] = {
+_CONDITIONS: dict[type[Any], Callable[[Any, Subject, int], Check | None]] = {
     SpreadRule: _spread,
     MoveFromEntryRule: _move,
     PnlRule: _pnl,
     PriceCrossRule: _cross,
     VelocityRule: _velocity,
+}
+_TEXTS: dict[type[Any], Callable[[Any, Subject, int], str]] = {
+    SpreadRule: _spread_text,
+    MoveFromEntryRule: _move_text,
+    PnlRule: _pnl_text,
+    PriceCrossRule: _cross_text,
+    VelocityRule: _velocity_text,
 }
 
 

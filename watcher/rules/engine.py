@@ -28,8 +28,15 @@ from datetime import timedelta
 from watcher.alert import Alert, Severity
 from watcher.kalshi.fixed import DOLLAR, format_cents, to_micros
 from watcher.market import Markets, MarketState
-from watcher.positions import Portfolio, Position, Side
-from watcher.rules.checks import Subject, check_level, settlement_text, subject_values, to_count
+from watcher.positions import Portfolio, Position, PriceBasis, Side
+from watcher.rules.checks import (
+    Subject,
+    check_level,
+    level_text,
+    settlement_text,
+    subject_values,
+    to_count,
+)
 from watcher.rules.events import ClockEvent, Event, LifecycleEvent, TickEvent, TradeEvent
 from watcher.rules.model import (
     ClosingSoonRule,
@@ -160,6 +167,7 @@ class _Run:
         self.alerts: list[Alert] = []
         self.changed: dict[StateKey, RuleState] = {}
         self._watched: dict[str, tuple[Position, ...]] = {}
+        self._subjects: dict[tuple[str, str, Side | None, PriceBasis], list[Subject]] = {}
 
     # Events
 
@@ -219,7 +227,7 @@ class _Run:
             )
             self.save(rule, subject.scope, state)
             if fired:
-                self.emit(rule, subject, str(ts_ms), ts_ms, check.body)
+                self.emit(rule, subject, str(ts_ms), ts_ms, level_text(rule, subject, ts_ms))
 
     def trade(self, rule: TradeSizeRule, market: MarketState, event: TradeEvent) -> None:
         if event.count_micros < to_micros(rule.min_contracts):
@@ -321,20 +329,32 @@ class _Run:
         return found
 
     def subjects(self, rule: RuleBase, market: MarketState) -> list[Subject]:
-        """What ``rule`` is evaluated for in ``market``: each watched position, or the market."""
+        """What ``rule`` is evaluated for in ``market``: each watched position, or the market.
+
+        Rules that see the market the same way (scope, side, price basis) share the subjects.
+        """
         basis = self.config.basis_of(rule)
+        side = rule.named_side
+        key = (market.ticker, rule.scope, side, basis)
+        found = self._subjects.get(key)
+        if found is None:
+            found = self._subjects[key] = self._make_subjects(rule.scope, side, basis, market)
+        return found
+
+    def _make_subjects(
+        self, scope: str, side: Side | None, basis: PriceBasis, market: MarketState
+    ) -> list[Subject]:
         positions = self.watched(market.ticker)
-        if rule.scope == "position":
+        if scope == "position":
             return [
-                Subject(f"{market.ticker}#{p.id or p.index}", market, p.side, p, basis)
+                Subject.of(f"{market.ticker}#{p.id or p.index}", market, p.side, p, basis)
                 for p in positions
             ]
-        side: Side | None = getattr(rule, "side", None)
-        sides = {position.side for position in positions}
         if side is None:
+            sides = {position.side for position in positions}
             side = sides.pop() if len(sides) == 1 else "YES"
         only = positions[0] if len(positions) == 1 and positions[0].side == side else None
-        return [Subject(market.ticker, market, side, only, basis)]
+        return [Subject.of(market.ticker, market, side, only, basis)]
 
     def state(self, rule: RuleBase, scope: str) -> RuleState:
         key = (rule.name, scope)

@@ -23,13 +23,14 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 from fnmatch import translate
+from functools import cached_property
 from typing import Annotated, ClassVar, Literal, TypeAlias
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from watcher.alert import Severity
-from watcher.kalshi.fixed import cents_to_micros
+from watcher.kalshi.fixed import cents_to_micros, to_micros
 from watcher.rules.fields import (
     Basis,
     Cents,
@@ -93,6 +94,15 @@ class RuleBase(BaseModel):
     enabled: bool = True
     expires: Expires | None = None
 
+    @cached_property
+    def named_side(self) -> Literal["YES", "NO"] | None:
+        """The ``side`` the rule names (for types with that field), else None.
+
+        Cached: ``getattr`` of a missing field goes through pydantic's slow ``__getattr__``.
+        """
+        side: Literal["YES", "NO"] | None = getattr(self, "side", None)
+        return side
+
     def expires_ms(self, tz: ZoneInfo) -> int | None:
         """When the rule stops, in Unix ms. A date means "through that day" in ``tz``."""
         if self.expires is None:
@@ -113,9 +123,9 @@ class LevelRule(RuleBase):
 
     rearm_cents: CentsOrZero | None = None
 
-    @property
+    @cached_property
     def rearm_micros(self) -> int:
-        """The hysteresis in micro-dollars."""
+        """The hysteresis in micro-dollars (computed once: the engine asks on every tick)."""
         cents = self.default_rearm_cents if self.rearm_cents is None else self.rearm_cents
         return cents_to_micros(cents)
 
@@ -134,6 +144,13 @@ class SpreadRule(LevelRule):
             raise ValueError("a spread rule needs exactly one of max_cents or min_cents")
         return self
 
+    @cached_property
+    def limit_micros(self) -> int:
+        """``max_cents`` (or ``min_cents``) in micro-dollars."""
+        cents = self.max_cents if self.max_cents is not None else self.min_cents
+        assert cents is not None  # the validator requires exactly one
+        return cents_to_micros(cents)
+
 
 class MoveFromEntryRule(LevelRule):
     """The position's own-side price moved ``cents`` from its entry (``either`` way by default)."""
@@ -143,6 +160,11 @@ class MoveFromEntryRule(LevelRule):
     type: Literal["move_from_entry"]
     cents: Cents
     direction: Literal["up", "down", "either"] = "either"
+
+    @cached_property
+    def cents_micros(self) -> int:
+        """``cents`` in micro-dollars."""
+        return cents_to_micros(self.cents)
 
 
 class PnlRule(LevelRule):
@@ -164,6 +186,16 @@ class PnlRule(LevelRule):
             raise ValueError("a pnl rule needs above_dollars, below_dollars or both")
         return self
 
+    @cached_property
+    def above_micros(self) -> int | None:
+        """``above_dollars`` in micro-dollars (dollars have at most 6 decimals: exact)."""
+        return None if self.above_dollars is None else to_micros(self.above_dollars)
+
+    @cached_property
+    def below_micros(self) -> int | None:
+        """``below_dollars`` in micro-dollars."""
+        return None if self.below_dollars is None else to_micros(self.below_dollars)
+
 
 class PriceCrossRule(LevelRule):
     """The price goes up (or down) through the level ``cents``."""
@@ -172,6 +204,11 @@ class PriceCrossRule(LevelRule):
     side: SideName | None = None
     cents: Level
     direction: Literal["up", "down"]
+
+    @cached_property
+    def cents_micros(self) -> int:
+        """The level in micro-dollars."""
+        return cents_to_micros(self.cents)
 
 
 class VelocityRule(LevelRule):
@@ -182,6 +219,16 @@ class VelocityRule(LevelRule):
     cents: Cents
     within: PositiveDuration
     direction: Literal["up", "down", "either"] = "either"
+
+    @cached_property
+    def cents_micros(self) -> int:
+        """``cents`` in micro-dollars."""
+        return cents_to_micros(self.cents)
+
+    @cached_property
+    def within_ms(self) -> int:
+        """The window in milliseconds."""
+        return self.within // _MS
 
 
 class TradeSizeRule(RuleBase):
@@ -283,8 +330,17 @@ class RulesConfig(BaseModel):
 
     _warnings: tuple[str, ...] = PrivateAttr(default=())
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
-    _by_ticker: dict[str, tuple[RuleBase, ...]] = PrivateAttr(default_factory=dict)
-    _globs: dict[str, re.Pattern[str]] = PrivateAttr(default_factory=dict)
+
+    # Caches are cached_property dicts, not PrivateAttr: pydantic serves private attributes
+    # through __getattr__ (about 2 µs per access), and rules_for runs on every tick.
+
+    @cached_property
+    def _by_ticker(self) -> dict[str, tuple[RuleBase, ...]]:
+        return {}
+
+    @cached_property
+    def _globs(self) -> dict[str, re.Pattern[str]]:
+        return {}
 
     # Public methods
 
@@ -370,5 +426,5 @@ class RulesConfig(BaseModel):
         config = self.model_copy(update={"notify": dict(notify)})
         config._warnings = warnings
         config._origins = dict(origins)
-        config._by_ticker = {}
+        config.__dict__.pop("_by_ticker", None)  # model_copy copied the cache dict: start anew
         return config
