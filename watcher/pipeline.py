@@ -167,20 +167,23 @@ class Pipeline:
         if self.observe is not None:
             self.observe(event, now)
         kind = type(event)
-        if kind is m.Ticker:
+        if kind is m.Ticker or kind is m.Trade:
             if not self.store.put_nowait(event, now):
                 await self.store.put(event, now)
             if event.msg.market_ticker in self._watched:
-                await self._on_ticker(event, now)
-        elif kind is m.Trade:
-            if not self.store.put_nowait(event, now):
-                await self.store.put(event, now)
-            if event.msg.market_ticker in self._watched:
-                await self._on_trade(event, now, late=False)
-        elif kind is LateTrade:
+                if kind is m.Ticker:
+                    await self._on_ticker(event, now)
+                else:
+                    await self._on_trade(event, now, late=False)
+        else:
+            await self._handle_other(event, now)
+
+    async def _handle_other(self, event: Any, now: int) -> None:
+        """Everything but live ticks and trades: late trades, lifecycle, book and fill frames."""
+        if isinstance(event, LateTrade):
             await self._store(event.trade, now, late=True)
             await self._on_trade(event.trade, now, late=True)
-        elif kind is m.MarketLifecycle:
+        elif isinstance(event, m.MarketLifecycle):
             if event.msg.market_ticker in self._watched:
                 await self._store(event, now)
                 await self._on_lifecycle(event, now)

@@ -364,7 +364,8 @@ class _Run:
         return RuleState() if found is None else found
 
     def save(self, rule: RuleBase, scope: str, state: RuleState) -> None:
-        if state != self.state(rule, scope):
+        current = self.state(rule, scope)
+        if state is not current and state != current:
             self.changed[(rule.name, scope)] = state
 
     def emit(

@@ -95,4 +95,6 @@ def step(
     armed = state.armed or clear or (active and tag != state.tag)
     if armed and active and state.cooled(now_ms, cooldown_ms):
         return RuleState(armed=False, last_fired_ms=now_ms, tag=tag), True
+    if armed == state.armed:
+        return state, False  # the common case on every tick: nothing changed, nothing made
     return RuleState(armed=armed, last_fired_ms=state.last_fired_ms, tag=state.tag), False
