@@ -16,16 +16,13 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
-
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from typing import TYPE_CHECKING, Any, Literal
 
 from watcher.errors import StorageError
 from watcher.jobs import Jobs
 from watcher.kalshi.auth import KalshiSigner
 from watcher.kalshi.client import KalshiWebSocketClient
 from watcher.kalshi.rest import KalshiRestClient
-from watcher.kalshi.simulator import SimulatedExchange
 from watcher.keyless import KEYLESS_NOTICE, MarketPoller
 from watcher.metrics import (
     Health,
@@ -43,6 +40,9 @@ from watcher.rules import RulesConfig, load_rules
 from watcher.settings import Settings
 from watcher.store.writer import StoreWriter
 from watcher.writeback import SettlementWriter
+
+if TYPE_CHECKING:
+    from watcher.kalshi.simulator import SimulatedExchange
 
 __all__ = ["FEED_CHANNELS", "Endpoint", "Mode", "Service", "open_endpoint", "run_service"]
 
@@ -353,6 +353,11 @@ async def open_endpoint(settings: Settings, stack: contextlib.AsyncExitStack) ->
     """Pick the simulator (with an ephemeral Ed25519 key), Kalshi with the user's key, or
     keyless REST polling when there is no key."""
     if settings.simulate:
+        # Imported here: the simulator (a websockets server) is not needed by a real run.
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
+        from watcher.kalshi.simulator import SimulatedExchange
+
         key = ed25519.Ed25519PrivateKey.generate()
         sim = SimulatedExchange(public_keys={SIM_KEY_ID: key.public_key()})
         await stack.enter_async_context(sim)

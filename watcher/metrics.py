@@ -22,6 +22,10 @@ Exposed (all names start with ``watcher_``; ``*_total`` are counters)::
 
 plus the standard ``process_*`` metrics (CPU, memory, open files) on Linux. A family whose
 source is not bound (see :func:`bind_service`) is left out rather than reported as zero.
+
+``prometheus_client`` is imported only when the server starts (``--metrics-port``) or metrics
+are rendered: the service always keeps a :class:`Metrics`, but without the server the library
+would be ~1.3 MB of resident memory for nothing.
 """
 
 from __future__ import annotations
@@ -40,19 +44,18 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.process_collector import ProcessCollector
-
 from watcher.errors import ConfigError
 from watcher.kalshi import messages as m
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+        Metric,
+    )
+
     from watcher.kalshi.client import ClientStats
     from watcher.notify.sender import SenderStats
     from watcher.store.writer import WriterStats
@@ -162,6 +165,8 @@ class _AgeHistogram:
         self.sum_ms += age_ms
 
     def family(self, name: str, documentation: str) -> HistogramMetricFamily:
+        from prometheus_client.core import HistogramMetricFamily
+
         labels = [repr(float(b)) for b in self.bounds] + ["+Inf"]
         cumulative = itertools.accumulate(self.counts)
         buckets = list(zip(labels, cumulative, strict=True))
@@ -181,6 +186,9 @@ class _Collector:
 class Metrics:
     """Every watcher metric, in a registry of its own (never the global one).
 
+    Recording (:meth:`observe_event`, :meth:`record_job`) needs no Prometheus code; the
+    registry is made on first use of :attr:`registry` (by :meth:`render` or the server).
+
     Args:
         process: also export the ``process_*`` metrics of this process.
         age_buckets: upper bounds of the message-age histogram, in seconds.
@@ -196,7 +204,8 @@ class Metrics:
         monotonic: Callable[[], float] = time.monotonic,
         refresh_timeout: float = 2.0,
     ) -> None:
-        self.registry = CollectorRegistry()
+        self._process = process
+        self._registry: CollectorRegistry | None = None
         self.sources = Sources()
         self._monotonic = monotonic
         self.refresh_timeout = refresh_timeout
@@ -205,15 +214,26 @@ class Metrics:
         self._outbox_pending: int | None = None
         self._jobs: dict[str, dict[str, int]] = {}
         self._jobs_lock = threading.Lock()  # APScheduler may report from a worker thread
-        self.registry.register(_Collector(self))
-        if process:
-            ProcessCollector(registry=self.registry)
 
     def __repr__(self) -> str:
         bound = [f.name for f in fields(Sources) if getattr(self.sources, f.name) is not None]
         return f"<Metrics sources={bound} ages={sum(self._age.counts)} jobs={sorted(self._jobs)}>"
 
     # Public methods
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """This instance's own registry (never the global one), made on first access."""
+        if self._registry is None:
+            from prometheus_client import CollectorRegistry
+            from prometheus_client.process_collector import ProcessCollector
+
+            registry = CollectorRegistry()
+            registry.register(_Collector(self))
+            if self._process:
+                ProcessCollector(registry=registry)
+            self._registry = registry
+        return self._registry
 
     def observe_message_age(self, ts_ms: int, now_ms: int) -> None:
         """Record ``now − ts`` of one message; a negative age (clock behind Kalshi) counts as 0."""
@@ -274,6 +294,8 @@ class Metrics:
 
     def render(self) -> bytes:
         """The Prometheus text exposition (format 0.0.4) of this registry."""
+        from prometheus_client import generate_latest
+
         return generate_latest(self.registry)
 
     # Private methods
@@ -377,6 +399,8 @@ def _counters(table: Sequence[tuple[str, str, str]], stats: object) -> Iterator[
 def _labelled(
     name: str, doc: str, label: str, values: Mapping[str, float], *, gauge: bool = False
 ) -> Metric:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
     family_type = GaugeMetricFamily if gauge else CounterMetricFamily
     family = family_type(f"watcher_{name}", doc, labels=[label])
     for key, value in sorted(dict(values).items()):
@@ -385,10 +409,14 @@ def _labelled(
 
 
 def _counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
+    from prometheus_client.core import CounterMetricFamily
+
     return CounterMetricFamily(f"watcher_{name}", documentation, value=value)
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    from prometheus_client.core import GaugeMetricFamily
+
     return GaugeMetricFamily(f"watcher_{name}", documentation, value=value)
 
 
@@ -487,6 +515,8 @@ class MetricsServer:
 
     async def start(self) -> None:
         """Listen; log where."""
+        # Import prometheus_client now rather than on the event loop during the first scrape.
+        self.metrics.registry  # noqa: B018
         try:
             self._server = await asyncio.start_server(
                 self._serve, self.host, self._requested_port, limit=_MAX_REQUEST_LINE
@@ -543,6 +573,8 @@ class MetricsServer:
         if path == "/healthz":
             return self._health()
         await self.metrics.refresh()
+        from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
+
         try:
             return 200, CONTENT_TYPE_PLAIN_0_0_4, self.metrics.render()
         except Exception as exc:
