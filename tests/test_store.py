@@ -45,7 +45,12 @@ from watcher.store import (
 )
 from watcher.store.queries import decimal_text
 from watcher.store.schema import TABLES, row_for, split_statements
-from watcher.store.writer import STORED_TYPES, retry_delays
+from watcher.store.writer import (
+    DEFAULT_BATCH_SIZE,
+    STORED_TYPES,
+    WRITER_CACHE_KIB,
+    retry_delays,
+)
 
 KALSHI = FIXTURES / "kalshi"
 MARKET = "KXTEST-26JAN-T50"
@@ -472,6 +477,30 @@ async def test_full_queue_makes_put_wait_and_drops_nothing(db, reader):
         await writer.close()
     rows = fetch(db, "SELECT received_ms FROM tickers ORDER BY id")
     assert rows == [(0,), (1,), (2,), (3,), (4,), (6,)]
+
+
+async def test_default_queue_holds_one_batch_besides_the_one_being_written(db, reader):
+    """By default the queue takes one batch (the batch being written has left it): the next
+    put_nowait is refused, put waits, and nothing is lost."""
+    writer = StoreWriter(db, flush_interval=3600)
+    await writer.start()
+    try:
+        for n in range(DEFAULT_BATCH_SIZE):
+            assert writer.put_nowait(make_ticker(n), n)
+        assert writer.put_nowait(make_ticker(-1), -1) is False
+        await writer.put(make_ticker(DEFAULT_BATCH_SIZE), DEFAULT_BATCH_SIZE)
+    finally:
+        await writer.close()
+    assert count_rows(reader(), "tickers") == DEFAULT_BATCH_SIZE + 1
+
+
+async def test_writer_connection_keeps_a_small_page_cache(db):
+    """The writer's connection caps SQLite's page cache at WRITER_CACHE_KIB (issue 5: RSS)."""
+    async with StoreWriter(db) as writer:
+        conn = writer._conn
+        assert conn is not None
+        cache = await writer._in_thread(lambda: conn.execute("PRAGMA cache_size").fetchone()[0])
+    assert cache == -WRITER_CACHE_KIB
 
 
 async def test_locked_database_is_retried_until_the_rows_are_written(db, reader, caplog):
