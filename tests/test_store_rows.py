@@ -82,11 +82,27 @@ def test_prices_become_exact_micro_units(text, micros):
     assert row_for(make_ticker("KXA", 1, price=text), 1)[1][3] == micros
 
 
-@pytest.mark.parametrize("text", ["0.0000001", "NaN", "Infinity", "1E+13", "9999999999999.5"])
+@pytest.mark.parametrize(
+    "text", ["0.0000001", "NaN", "sNaN", "Infinity", "1E+13", "9999999999999.5"]
+)
 def test_prices_that_cannot_be_stored_exactly_are_refused(text):
-    """More than 6 decimals, non-finite values and values beyond int64 micros are refused."""
+    """More than 6 decimals, non-finite values and values beyond int64 micros are refused,
+    by the memoized price path too, every time (a refusal is never remembered as a value)."""
     with pytest.raises(ValueError):
         rows._e6(Decimal(text))
+    for _ in range(2):
+        with pytest.raises(ValueError):
+            row_for(make_ticker("KXA", 1, price=text), 1)
+
+
+def test_the_price_memo_is_exact_across_spellings_and_bounded():
+    """0.45, 0.4500 and 0.450000 are one price; the memo never outgrows its bound."""
+    spellings = ["0.45", "0.4500", "0.450000"]
+    assert {row_for(make_ticker("KXA", 1, price=p), 1)[1][3] for p in spellings} == {450_000}
+    for n in range(rows._PRICE_MEMO_MAX + 10):
+        price = f"0.{n:06d}"
+        assert row_for(make_ticker("KXA", 1, price=price), 1)[1][3] == n
+    assert len(rows._PRICE_MICROS) <= rows._PRICE_MEMO_MAX
 
 
 async def test_writer_keeps_arrival_order_within_each_market(tmp_path):

@@ -14,7 +14,7 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -153,13 +153,22 @@ class Service:
             on_error=self.pipeline.config_error,
         )
         if self.client is not None:
-            self.client.register_handler("*", self.queue.put)
+            self.client.register_handler("*", self._enqueue)
         self.metrics = self._make_metrics()
         self.metrics_server: MetricsServer | None = None
 
     def __repr__(self) -> str:
         where = self.endpoint.api_url if self.client is None else self.endpoint.ws_url
         return f"<Service {self.endpoint.mode} {where} db={self.settings.db_path}>"
+
+    def _enqueue(self, event: Any) -> Awaitable[None] | None:
+        """The feed's handler: queue the event; only a full queue makes the reader wait
+        (TCP backpressure), so the usual case creates no coroutine."""
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            return self.queue.put(event)
+        return None
 
     # Public methods
 
