@@ -78,14 +78,14 @@ class Probe:
 
     @contextlib.contextmanager
     def timing(self, service: Service) -> Any:
-        """Wrap the service's ``Pipeline.handle`` and the engine's ``evaluate``."""
+        """Wrap the service's ``Pipeline.handle_nowait`` and the engine's ``evaluate``."""
         pipeline = service.pipeline
-        handle = pipeline.handle
+        handle = pipeline.handle_nowait
         evaluate = getattr(watcher.pipeline, "evaluate")  # noqa: B009 (not re-exported)
 
-        async def timed_handle(event: Any) -> None:
+        def timed_handle(event: Any) -> Any:
             self._current = self._stamps.pop(id(event), None)
-            await handle(event)
+            return handle(event)
 
         def timed_evaluate(*args: Any) -> Any:
             decision = evaluate(*args)
@@ -95,7 +95,7 @@ class Probe:
                 self._current = None
             return decision
 
-        pipeline.handle = timed_handle  # type: ignore[method-assign]
+        pipeline.handle_nowait = timed_handle  # type: ignore[method-assign]
         setattr(watcher.pipeline, "evaluate", timed_evaluate)  # noqa: B010 (as above)
         try:
             yield self

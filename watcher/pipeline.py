@@ -155,34 +155,54 @@ class Pipeline:
                 event = await get()
             if event is None:
                 return
-            await self.handle(event)
+            pending = self.handle_nowait(event)
+            if pending is not None:
+                await pending
 
     async def handle(self, event: Any) -> None:
-        """Store ``event`` and run what it concerns: market state, rules, alerts.
+        """Store ``event`` and run what it concerns: market state, rules, alerts."""
+        pending = self.handle_nowait(event)
+        if pending is not None:
+            await pending
 
-        The hot path (a tick or trade of a market nobody watches: stored, nothing else) runs
-        without creating a coroutine; the store is awaited only when its queue is full.
+    def handle_nowait(self, event: Any) -> Awaitable[object] | None:
+        """Start handling ``event``; return what is left to await, if anything.
+
+        The usual tick or trade (row queued, rules evaluated, nothing fired) is handled here
+        without a coroutine. What must wait comes back as an awaitable: recording alerts or
+        rule states, a full store queue (backpressure, never a drop), rare frame types.
         """
         now = self.now_ms()
         if self.observe is not None:
             self.observe(event, now)
         kind = type(event)
-        if kind is m.Ticker or kind is m.Trade:
-            if not self.store.put_nowait(event, now):
-                await self.store.put(event, now)
-            if event.msg.market_ticker in self._watched:
-                if kind is m.Ticker:
-                    await self._on_ticker(event, now)
-                else:
-                    await self._on_trade(event, now, late=False)
-        else:
-            await self._handle_other(event, now)
+        if kind is not m.Ticker and kind is not m.Trade:
+            return self._handle_other(event, now)
+        if not self.store.put_nowait(event, now):
+            return self._store_then_rules(event, now)
+        return self._rules_for(event, now)
+
+    def _rules_for(self, event: m.Ticker | m.Trade, now: int) -> Awaitable[object] | None:
+        """Market state and rules for a live tick or trade of a watched market."""
+        if event.msg.market_ticker not in self._watched:
+            return None
+        if type(event) is m.Ticker:
+            return self._on_ticker(event, now)
+        return self._on_trade(event, now, late=False)  # type: ignore[arg-type]
+
+    async def _store_then_rules(self, event: m.Ticker | m.Trade, now: int) -> None:
+        await self.store.put(event, now)
+        pending = self._rules_for(event, now)
+        if pending is not None:
+            await pending
 
     async def _handle_other(self, event: Any, now: int) -> None:
         """Everything but live ticks and trades: late trades, lifecycle, book and fill frames."""
         if isinstance(event, LateTrade):
             await self._store(event.trade, now, late=True)
-            await self._on_trade(event.trade, now, late=True)
+            pending = self._on_trade(event.trade, now, late=True)
+            if pending is not None:
+                await pending
         elif isinstance(event, m.MarketLifecycle):
             if event.msg.market_ticker in self._watched:
                 await self._store(event, now)
@@ -198,7 +218,9 @@ class Pipeline:
     async def on_clock(self) -> None:
         """Evaluate the time-driven rules (closing_soon, stale, settled from REST) now."""
         now = self.now_ms()
-        await self._evaluate(ClockEvent(now), now)
+        pending = self._evaluate(ClockEvent(now), now)
+        if pending is not None:
+            await pending
 
     async def apply_market(self, row: MarketRow) -> MarketState | None:
         """Apply market metadata from REST (title, status, close time, result) and store it.
@@ -348,11 +370,11 @@ class Pipeline:
 
     # Private methods
 
-    async def _on_ticker(self, event: m.Ticker, now: int) -> None:
+    def _on_ticker(self, event: m.Ticker, now: int) -> Awaitable[object] | None:
         msg = event.msg
         ticker = msg.market_ticker
         if ticker not in self._watched:
-            return
+            return None
         ts = m.timestamp_ms(msg.ts_ms, msg.ts, event.sending_ts_ms) or now
         self.markets.apply_ticker(
             ticker,
@@ -361,12 +383,12 @@ class Pipeline:
             yes_ask=to_micros(msg.yes_ask_dollars),
             yes_last=to_micros(msg.price_dollars),
         )
-        await self._evaluate(TickEvent(ticker, ts), now)
+        return self._evaluate(TickEvent(ticker, ts), now)
 
-    async def _on_trade(self, event: m.Trade, now: int, *, late: bool) -> None:
+    def _on_trade(self, event: m.Trade, now: int, *, late: bool) -> Awaitable[object] | None:
         msg = event.msg
         if msg.market_ticker not in self._watched:
-            return
+            return None
         ts = m.timestamp_ms(msg.ts_ms, msg.ts, event.sending_ts_ms) or now
         trade = TradeEvent(
             msg.market_ticker,
@@ -378,11 +400,13 @@ class Pipeline:
             late,
         )
         self.markets.apply_trade(trade.ticker, ts, trade.yes_price, late=late)
-        await self._evaluate(trade, now)
+        return self._evaluate(trade, now)
 
     async def _on_lifecycle(self, event: m.MarketLifecycle, now: int) -> None:
         lifecycle, state = apply_lifecycle(self.markets, event, now)
-        await self._evaluate(lifecycle, now)
+        pending = self._evaluate(lifecycle, now)
+        if pending is not None:
+            await pending
         await self._maybe_settled(state, now)
 
     async def _maybe_settled(self, state: MarketState, now: int) -> None:
@@ -392,13 +416,14 @@ class Pipeline:
         if self.on_settled is not None:
             await self.on_settled(state, now)
 
-    async def _evaluate(self, event: Any, now: int) -> None:
+    def _evaluate(self, event: Any, now: int) -> Awaitable[object] | None:
+        """Run the rules; return the recording of what they decided, or None (the usual case)."""
         decision = evaluate(self.rules, self.portfolio, self.markets, event, self.states, now)
         if not decision.alerts and not decision.changed:
-            return
+            return None
         self.states.update(decision.changed)
         changed = {key: state.to_json() for key, state in decision.changed.items()}
-        await self.record(decision.alerts, changed, now)
+        return self.record(decision.alerts, changed, now)
 
 
 def apply_lifecycle(
