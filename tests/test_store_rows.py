@@ -99,10 +99,10 @@ def test_the_price_memo_is_exact_across_spellings_and_bounded():
     """0.45, 0.4500 and 0.450000 are one price; the memo never outgrows its bound."""
     spellings = ["0.45", "0.4500", "0.450000"]
     assert {row_for(make_ticker("KXA", 1, price=p), 1)[1][3] for p in spellings} == {450_000}
-    for n in range(rows._PRICE_MEMO_MAX + 10):
+    for n in range(rows._MEMO_MAX + 10):
         price = f"0.{n:06d}"
         assert row_for(make_ticker("KXA", 1, price=price), 1)[1][3] == n
-    assert len(rows._PRICE_MICROS) <= rows._PRICE_MEMO_MAX
+    assert len(rows._MEMO) <= rows._MEMO_MAX
 
 
 async def test_writer_keeps_arrival_order_within_each_market(tmp_path):

@@ -111,24 +111,25 @@ def _e6(value: Decimal) -> int:
     return micros
 
 
-#: Micro-units of prices already seen, by their text. Prices live between $0 and $1 in steps
-#: of at most a hundredth of a cent, so they repeat all the time (volumes and sizes do not: not
-#: memoized). The key is the text because hashing a fresh Decimal (~550 ns) costs more than
-#: :func:`_e6` itself (~470 ns); ``str()`` and a lookup take ~110 ns.
-_PRICE_MICROS: dict[str, int] = {}
+#: Micro-units of prices and sizes already seen, by their text. Prices live between $0 and $1
+#: in steps of at most a hundredth of a cent and sizes are mostly round numbers, so both repeat
+#: all the time; volumes and open interest keep growing and are not memoized. The key is the
+#: text because hashing a fresh Decimal (~550 ns) costs more than :func:`_e6` itself (~470 ns);
+#: ``str()`` and a lookup take ~110 ns.
+_MEMO: dict[str, int] = {}
 #: Bound of the memo: it starts over when full.
-_PRICE_MEMO_MAX = 20_000
+_MEMO_MAX = 20_000
 
 
-def _price_e6(value: Decimal) -> int:
-    """:func:`_e6` of a price, memoized; the same errors for the same values."""
+def _memo_e6(value: Decimal) -> int:
+    """:func:`_e6` of a price or size, memoized; the same errors for the same values."""
     key = str(value)
-    micros = _PRICE_MICROS.get(key)
+    micros = _MEMO.get(key)
     if micros is None:
         micros = _e6(value)  # raises ValueError for anything that cannot be stored
-        if len(_PRICE_MICROS) >= _PRICE_MEMO_MAX:
-            _PRICE_MICROS.clear()
-        _PRICE_MICROS[key] = micros
+        if len(_MEMO) >= _MEMO_MAX:
+            _MEMO.clear()
+        _MEMO[key] = micros
     return micros
 
 
@@ -158,12 +159,12 @@ def _ticker(frame: Ticker, received_ms: int, late: bool) -> tuple[Any, ...]:
         m.market_ticker,
         m.ts_ms if m.ts_ms is not None else _ts(None, m.ts, frame.sending_ts_ms, received_ms),
         received_ms,
-        _price_e6(m.price_dollars),
-        _price_e6(m.yes_bid_dollars),
-        _price_e6(m.yes_ask_dollars),
-        None if bid_size is None else _e6(bid_size),
-        None if ask_size is None else _e6(ask_size),
-        None if last_size is None else _e6(last_size),
+        _memo_e6(m.price_dollars),
+        _memo_e6(m.yes_bid_dollars),
+        _memo_e6(m.yes_ask_dollars),
+        None if bid_size is None else _memo_e6(bid_size),
+        None if ask_size is None else _memo_e6(ask_size),
+        None if last_size is None else _memo_e6(last_size),
         None if volume is None else _e6(volume),
         None if interest is None else _e6(interest),
         m.dollar_volume,
@@ -178,9 +179,9 @@ def _trade(frame: Trade, received_ms: int, late: bool) -> tuple[Any, ...]:
         m.market_ticker,
         _ts(m.ts_ms, m.ts, frame.sending_ts_ms, received_ms),
         received_ms,
-        _price_e6(m.yes_price_dollars),
-        _price_e6(m.no_price_dollars),
-        _e6(m.count_fp),
+        _memo_e6(m.yes_price_dollars),
+        _memo_e6(m.no_price_dollars),
+        _memo_e6(m.count_fp),
         m.taker_side or m.taker_outcome_side,
         _flag(m.is_block_trade),
         int(late),
