@@ -77,6 +77,15 @@ async def running(sim, key) -> AsyncIterator[tuple[KalshiWebSocketClient, Record
     await asyncio.wait_for(task, WAIT)
 
 
+async def run_until_tickers(client: KalshiWebSocketClient, recorder: Recorder, count: int) -> None:
+    """Subscribe ``ticker`` for MARKET, run until ``recorder`` has ``count`` events, stop."""
+    await client.subscribe(["ticker"], [MARKET])
+    task = asyncio.create_task(client.run())
+    await recorder.wait_for(lambda: len(recorder.events) >= count)
+    await client.disconnect()
+    await asyncio.wait_for(task, WAIT)
+
+
 def tickers_after(recorder: Recorder, start: int) -> int:
     return len([e for e in recorder.events[start:] if isinstance(e, m.Ticker)])
 
@@ -304,11 +313,7 @@ async def test_a_raising_handler_is_logged_and_the_feed_goes_on(sim, key, caplog
 
     client.register_handler("ticker", broken)
     client.register_handler("ticker", recorder)
-    await client.subscribe(["ticker"], [MARKET])
-    task = asyncio.create_task(client.run())
-    await recorder.wait_for(lambda: len(recorder.events) >= 8)
-    await client.disconnect()
-    await asyncio.wait_for(task, WAIT)
+    await run_until_tickers(client, recorder, 8)
     assert calls >= len(recorder.events) >= 8  # broken ran first on every frame
     assert client.stats.handler_errors == calls
     assert client.stats.reconnects == 0
@@ -328,11 +333,7 @@ async def test_signed_headers_never_reach_websockets_debug_log(sim, key, caplog)
     client = make_client(sim, key)
     recorder = Recorder()
     client.register_handler("ticker", recorder)
-    await client.subscribe(["ticker"], [MARKET])
-    task = asyncio.create_task(client.run())
-    await recorder.wait_for(lambda: len(recorder.events) >= 1)
-    await client.disconnect()
-    await asyncio.wait_for(task, WAIT)
+    await run_until_tickers(client, recorder, 1)
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("websockets")]
     assert "> KALSHI-ACCESS-SIGNATURE: [redacted]" in lines
     assert "> KALSHI-ACCESS-KEY: [redacted]" in lines
