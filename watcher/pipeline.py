@@ -186,9 +186,9 @@ class Pipeline:
         """Market state and rules for a live tick or trade of a watched market."""
         if event.msg.market_ticker not in self._watched:
             return None
-        if type(event) is m.Ticker:
+        if isinstance(event, m.Ticker):
             return self._on_ticker(event, now)
-        return self._on_trade(event, now, late=False)  # type: ignore[arg-type]
+        return self._on_trade(event, now, late=False)
 
     async def _store_then_rules(self, event: m.Ticker | m.Trade, now: int) -> None:
         await self.store.put(event, now)

@@ -142,9 +142,9 @@ def check_level(rule: LevelRule, subject: Subject, ts_ms: int) -> Check | None:
     return _CONDITIONS[type(rule)](rule, subject, ts_ms)
 
 
-def level_text(rule: LevelRule, subject: Subject, ts_ms: int) -> str:
-    """The default alert text of a level rule that fired for ``subject``."""
-    return _TEXTS[type(rule)](rule, subject, ts_ms)
+def level_text(rule: LevelRule, subject: Subject, ts_ms: int, check: Check) -> str:
+    """The default alert text of a level rule whose ``check`` fired for ``subject``."""
+    return _TEXTS[type(rule)](rule, subject, ts_ms, check)
 
 
 # Conditions (hot path: integers only)
@@ -228,14 +228,14 @@ def _price_then(
 # Texts (only when a rule fires)
 
 
-def _spread_text(rule: SpreadRule, subject: Subject, ts_ms: int) -> str:
+def _spread_text(rule: SpreadRule, subject: Subject, ts_ms: int, check: Check) -> str:
     bid, ask = subject.quote.bid or 0, subject.quote.ask or 0
     bound = "at most" if rule.max_cents is not None else "at least"
     quoted = f"{subject.side} bid {format_cents(bid)} / ask {format_cents(ask)}"
     return f"spread {format_cents(ask - bid)} ({bound} {format_cents(rule.limit_micros)}): {quoted}"
 
 
-def _move_text(rule: MoveFromEntryRule, subject: Subject, ts_ms: int) -> str:
+def _move_text(rule: MoveFromEntryRule, subject: Subject, ts_ms: int, check: Check) -> str:
     position, mark = subject.position, subject.mark
     assert position is not None and mark is not None  # the rule fired: both were known
     move = move_micros(position, mark)
@@ -246,16 +246,15 @@ def _move_text(rule: MoveFromEntryRule, subject: Subject, ts_ms: int) -> str:
     )
 
 
-def _pnl_text(rule: PnlRule, subject: Subject, ts_ms: int) -> str:
+def _pnl_text(rule: PnlRule, subject: Subject, ts_ms: int, check: Check) -> str:
     position, mark = subject.position, subject.mark
     assert position is not None and mark is not None
     pnl = pnl_dollars(position, mark)
-    above, below = rule.above_dollars, rule.below_dollars
-    bound = ""
-    if above is not None and pnl >= above:
-        bound = f" (at or above {dollars_text(above)})"
-    elif below is not None and pnl <= below:
-        bound = f" (at or below {dollars_text(below)})"
+    bound = ""  # which bound the condition found crossed (see _pnl), in words
+    if check.tag == "above" and rule.above_dollars is not None:
+        bound = f" (at or above {dollars_text(rule.above_dollars)})"
+    elif check.tag == "below" and rule.below_dollars is not None:
+        bound = f" (at or below {dollars_text(rule.below_dollars)})"
     return (
         f"paper P&L {signed_dollars(pnl)}{bound}: "
         f"{contracts_text(position.contracts)} {subject.side} from "
@@ -263,13 +262,13 @@ def _pnl_text(rule: PnlRule, subject: Subject, ts_ms: int) -> str:
     )
 
 
-def _cross_text(rule: PriceCrossRule, subject: Subject, ts_ms: int) -> str:
+def _cross_text(rule: PriceCrossRule, subject: Subject, ts_ms: int, check: Check) -> str:
     mark = subject.mark or 0
     level = format_cents(rule.cents_micros)
     return f"{subject.side} {format_cents(mark)}, crossed {level} going {rule.direction}"
 
 
-def _velocity_text(rule: VelocityRule, subject: Subject, ts_ms: int) -> str:
+def _velocity_text(rule: VelocityRule, subject: Subject, ts_ms: int, check: Check) -> str:
     point, then = _price_then(rule, subject, ts_ms)
     mark = subject.mark
     assert point is not None and then is not None and mark is not None
@@ -288,7 +287,7 @@ _CONDITIONS: dict[type[Any], Callable[[Any, Subject, int], Check | None]] = {
     PriceCrossRule: _cross,
     VelocityRule: _velocity,
 }
-_TEXTS: dict[type[Any], Callable[[Any, Subject, int], str]] = {
+_TEXTS: dict[type[Any], Callable[[Any, Subject, int, Check], str]] = {
     SpreadRule: _spread_text,
     MoveFromEntryRule: _move_text,
     PnlRule: _pnl_text,

@@ -227,7 +227,8 @@ class _Run:
             )
             self.save(rule, subject.scope, state)
             if fired:
-                self.emit(rule, subject, str(ts_ms), ts_ms, level_text(rule, subject, ts_ms))
+                body = level_text(rule, subject, ts_ms, check)
+                self.emit(rule, subject, str(ts_ms), ts_ms, body)
 
     def trade(self, rule: TradeSizeRule, market: MarketState, event: TradeEvent) -> None:
         if event.count_micros < to_micros(rule.min_contracts):
