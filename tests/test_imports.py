@@ -39,7 +39,7 @@ TRADES = {
 # Runs the real service against the built-in simulator until a tick is stored and an alert
 # recorded, stops it like SIGTERM would, then reports the modules it imported.
 RUN_SERVICE = """
-import asyncio, json, sqlite3, sys
+import asyncio, gc, json, sqlite3, sys
 from pathlib import Path
 
 from watcher.app import run_service
@@ -63,12 +63,17 @@ async def main():
         simulate=True,
     )
     stop = asyncio.Event()
+    before = gc.get_threshold()
     run = asyncio.create_task(run_service(settings, stop=stop))
     while not (count("tickers") and count("alerts")) and not run.done():
         await asyncio.sleep(0.02)
+    during = gc.get_threshold()
     stop.set()
     await run
-    print(json.dumps({"alerts": count("alerts"), "modules": sorted(sys.modules)}))
+    print(json.dumps({
+        "alerts": count("alerts"), "modules": sorted(sys.modules),
+        "gc": [before, during, gc.get_threshold()],
+    }))
 
 
 asyncio.run(main())
@@ -153,3 +158,16 @@ print(json.dumps({"before": before, "after": "apprise" in sys.modules, "masked":
     assert result["before"] is False
     assert result["after"] is True
     assert "hunter22" not in str(result["masked"])
+
+
+def test_the_service_raises_the_young_gc_threshold_only_while_it_runs(tmp_path: Path) -> None:
+    """While `run_service` runs, young collections wait for 20,000 allocations (the hot path
+    frees by reference counting); afterwards the process has its own thresholds back."""
+    (tmp_path / "trades.json").write_text(json.dumps(TRADES))
+    (tmp_path / "rules.yaml").write_text(CONSOLE_RULES)
+    result = run_python(RUN_SERVICE, str(tmp_path))
+    thresholds = result["gc"]
+    assert isinstance(thresholds, list)
+    before, during, after = thresholds
+    assert during == [20_000, 20, 20]
+    assert after == before != during

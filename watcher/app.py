@@ -402,7 +402,14 @@ async def run_service(
     # Everything loaded so far lives for the whole run: keep it out of the collector's scans,
     # whose full passes otherwise stall the event loop for tens of milliseconds.
     gc.freeze()
+    # The hot path allocates a few tracked containers per message and frees them by reference
+    # counting (decoded frames are untracked; nothing here forms cycles), so the default young
+    # collection every 700 allocations is pure overhead: 20,000 cut the event loop's CPU per
+    # message by ~7% (make bench, 4 interleaved pairs) at no measurable RSS cost.
+    thresholds = gc.get_threshold()
+    gc.set_threshold(20_000, 20, 20)
     async with contextlib.AsyncExitStack() as stack:
+        stack.callback(gc.set_threshold, *thresholds)  # the process's own, back on the way out
         endpoint = await open_endpoint(settings, stack)
         async with _signals(stop):
             service = Service(
