@@ -3,21 +3,71 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from watcher.alert import Alert
 
 from .conftest import MS
 
-__all__ = ["HttpRecorder", "Request", "alert_for", "count", "env_without_kalshi", "poll"]
+if TYPE_CHECKING:
+    from watcher.kalshi.simulator import SimulatedExchange
+
+__all__ = [
+    "KEY_ID",
+    "RULES",
+    "T1",
+    "T2",
+    "TRADES",
+    "WAIT",
+    "HttpRecorder",
+    "Request",
+    "alert_for",
+    "atomic_write",
+    "count",
+    "env_without_kalshi",
+    "finish",
+    "poll",
+    "rows",
+    "spawn",
+    "watcher_env",
+    "write_key",
+]
 
 WAIT = 10_000 * MS
+
+# A user's files: two positions (one NO) and one spread rule whose alerts go to ${HOOK_URL}.
+
+#: The key id the tests' simulators know the tests' keys by.
+KEY_ID = "faults-key"
+T1, T2 = "KXCPI-26JAN-T0.3", "KXFED-26DEC-H0"
+TRADES: dict[str, Any] = {
+    "trades": [
+        {"ticker": T1, "side": "YES", "entry_price": 40, "contracts": 10},
+        {"ticker": T2, "side": "no", "entry_cents": 30, "quantity": 5},
+    ]
+}
+RULES = """\
+version: 1
+timezone: UTC
+notify:
+  hook: ${HOOK_URL}
+defaults:
+  notify: [hook]
+  cooldown: 1h
+rules:
+  - {name: wide or tight, type: spread, max_cents: 10}
+"""
 
 
 def env_without_kalshi(**extra: str) -> dict[str, str]:
@@ -26,15 +76,28 @@ def env_without_kalshi(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def count(db: Path, sql: str) -> int:
-    """The number ``sql`` selects from ``db`` (read-only); 0 before the DB or table exists."""
+def rows(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Run a query on a read-only connection of its own (nothing if the table is not there)."""
     if not db.exists():
-        return 0
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return []
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
         try:
-            return int(conn.execute(sql).fetchone()[0])
+            return conn.execute(sql, params).fetchall()
         except sqlite3.OperationalError:
-            return 0
+            return []
+
+
+def count(db: Path, sql: str, *params: Any) -> int:
+    """The number ``sql`` selects from ``db`` (read-only); 0 before the DB or table exists."""
+    found = rows(db, sql, *params)
+    return int(found[0][0]) if found else 0
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write like an editor: a temp file in the same folder, then rename over the original."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 async def poll(predicate: Callable[[], object], within: float = WAIT) -> None:
@@ -119,3 +182,69 @@ class HttpRecorder:
         finally:
             writer.close()
             await writer.wait_closed()
+
+
+# `watcher start` as a subprocess
+
+
+def write_key(path: Path, key: ed25519.Ed25519PrivateKey, password: str | None = None) -> Path:
+    """Save ``key`` as a PKCS#8 PEM (encrypted with ``password`` if given), mode 0600."""
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(password.encode())
+        if password
+        else serialization.NoEncryption()
+    )
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
+    path.write_bytes(pem)
+    path.chmod(0o600)
+    return path
+
+
+def watcher_env(sim: SimulatedExchange, key_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a user who points watcher at the test's simulator with their key."""
+    return env_without_kalshi(
+        KALSHI_API_KEY_ID=KEY_ID,
+        KALSHI_PRIVATE_KEY_PATH=str(key_path),
+        KALSHI_WS_URL=sim.ws_url,
+        KALSHI_API_URL=sim.api_url,
+        **extra,
+    )
+
+
+async def spawn(
+    workdir: Path,
+    env: dict[str, str],
+    *args: str,
+    db: Path | None = None,
+    preexec: Callable[[], None] | None = None,
+) -> asyncio.subprocess.Process:
+    """``python -m watcher.cli start ARGS`` on the workdir's trades.json and rules.yaml and on
+    ``db`` (``workdir/w.db`` by default), its output piped."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "watcher.cli",
+        "start",
+        "--trades",
+        str(workdir / "trades.json"),
+        "--rules",
+        str(workdir / "rules.yaml"),
+        "--db",
+        str(db or workdir / "w.db"),
+        *args,
+        cwd=workdir,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=preexec,
+    )
+
+
+async def finish(proc: asyncio.subprocess.Process, sig: int | None = None) -> tuple[str, str]:
+    """Send ``sig`` (if any), wait for the exit, return (stdout, stderr)."""
+    if sig is not None and proc.returncode is None:
+        proc.send_signal(sig)
+    out, err = await asyncio.wait_for(proc.communicate(), WAIT)
+    return out.decode(), err.decode()

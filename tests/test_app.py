@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from watcher.rules import load_rules
 from watcher.settings import settings_from_env
 
 from .conftest import MS
-from .support import HttpRecorder, count, env_without_kalshi, poll
+from .support import RULES, HttpRecorder, count, env_without_kalshi, finish, poll, spawn
 
 WAIT = 10_000 * MS
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,18 +51,6 @@ TRADES = {
     ]
 }
 
-RULES = """\
-version: 1
-timezone: UTC
-notify:
-  hook: ${HOOK_URL}
-defaults:
-  notify: [hook]
-  cooldown: 1h
-rules:
-  - {name: wide or tight, type: spread, max_cents: 10}
-"""
-
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
@@ -77,34 +64,16 @@ async def test_start_simulate_streams_persists_alerts_and_stops_cleanly(workdir:
     the local HTTP target, SIGTERM exits 0 and every ticker frame sent is stored."""
     db = workdir / "data" / "w.db"
     async with HttpRecorder() as hook:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "watcher.cli",
-            "start",
-            "--simulate",
-            "--trades",
-            str(workdir / "trades.json"),
-            "--rules",
-            str(workdir / "rules.yaml"),
-            "--db",
-            str(db),
-            cwd=workdir,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env_without_kalshi(HOOK_URL=hook.url),
-        )
+        proc = await spawn(workdir, env_without_kalshi(HOOK_URL=hook.url), "--simulate", db=db)
         try:
             await poll(lambda: count(db, "select count(*) from tickers") >= 5)
             await poll(lambda: len(hook.delivered) >= 1)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            out, err = await asyncio.wait_for(proc.communicate(), WAIT)
-    log = err.decode()
+            out, log = await finish(proc, signal.SIGTERM)
     assert proc.returncode == 0, log
     assert "connected to ws://127.0.0.1" in log
     assert "watching 2 markets: KXCPI-26JAN-T0.3, KXFED-26DEC-H0" in log
-    summary = out.decode().strip().splitlines()[-1]
+    summary = out.strip().splitlines()[-1]
     received = int(re.search(r"\((\d+) ticker, (\d+) trade\)", summary).group(1))
     sent = int(re.search(r"simulator sent (\d+) ticker", log).group(1))
     stored = count(db, "select count(*) from tickers")

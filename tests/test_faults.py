@@ -6,7 +6,7 @@ rows are listed with their test names and results in RELIABILITY.md.
 
 Two ways of running the service are used: in-process (:func:`running`, a :class:`Service`
 against a :class:`SimulatedExchange` of the test's loop) when the test needs to reach inside,
-and ``watcher start`` as a real subprocess (:func:`spawn`) signed with a key pair made here,
+and ``watcher start`` as a real subprocess (``support.spawn``) signed with a key pair made here,
 pointed at the test's simulator through ``KALSHI_WS_URL``/``KALSHI_API_URL``, when the row is
 about the process itself (signals, exit codes, a file-size limit).
 """
@@ -18,13 +18,11 @@ import contextlib
 import inspect
 import json
 import logging
-import os
 import re
 import resource
 import signal
 import socket
 import sqlite3
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -32,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from watcher.alert import Alert
@@ -51,64 +48,28 @@ from watcher.store.storage import SQLiteStorage
 from watcher.store.writer import StoreWriter
 
 from .conftest import MS
-from .support import HttpRecorder
+from .support import (
+    KEY_ID,
+    RULES,
+    T1,
+    T2,
+    TRADES,
+    WAIT,
+    HttpRecorder,
+    atomic_write,
+    count,
+    finish,
+    poll,
+    rows,
+    spawn,
+    watcher_env,
+    write_key,
+)
 
-WAIT = 10_000 * MS
-KEY_ID = "faults-key"
-T1, T2 = "KXCPI-26JAN-T0.3", "KXFED-26DEC-H0"
 #: The store writer commits at the latest this long after the first unwritten row.
 FLUSH_INTERVAL = float(inspect.signature(StoreWriter).parameters["flush_interval"].default)
 
-TRADES: dict[str, Any] = {
-    "trades": [
-        {"ticker": T1, "side": "YES", "entry_price": 40, "contracts": 10},
-        {"ticker": T2, "side": "no", "entry_cents": 30, "quantity": 5},
-    ]
-}
-RULES = """\
-version: 1
-timezone: UTC
-notify:
-  hook: ${HOOK_URL}
-defaults:
-  notify: [hook]
-  cooldown: 1h
-rules:
-  - {name: wide or tight, type: spread, max_cents: 10}
-"""
-
-
-# Helpers: the database, waiting, files
-
-
-def rows(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Run a query on a read-only connection of its own (nothing if the table is not there)."""
-    if not db.exists():
-        return []
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-        try:
-            return conn.execute(sql, params).fetchall()
-        except sqlite3.OperationalError:
-            return []
-
-
-def count(db: Path, sql: str, *params: Any) -> int:
-    found = rows(db, sql, *params)
-    return int(found[0][0]) if found else 0
-
-
-async def poll(predicate: Callable[[], bool], within: float = WAIT) -> None:
-    """Wait for a condition that lives in a database or another process."""
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110 - nothing to wait on but time
-            await asyncio.sleep(0.02)
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write like an editor: a temp file in the same folder, then rename over the original."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+# Fixtures (the shared helpers are in tests/support.py)
 
 
 @pytest.fixture
@@ -224,68 +185,6 @@ def alerts(db: Path, rule: str | None = None) -> list[tuple[str, str, str]]:
     sql = "select rule, title, body from alerts"
     found = rows(db, sql + " where rule = ? order by id", rule) if rule else rows(db, sql)
     return [(str(r), str(t), str(b)) for r, t, b in found]
-
-
-# Helpers: `watcher start` as a subprocess
-
-
-def write_key(path: Path, key: ed25519.Ed25519PrivateKey, password: str | None = None) -> Path:
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(password.encode())
-        if password
-        else serialization.NoEncryption()
-    )
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-    )
-    path.write_bytes(pem)
-    path.chmod(0o600)
-    return path
-
-
-def watcher_env(sim: SimulatedExchange, key_path: Path, **extra: str) -> dict[str, str]:
-    """The environment of a user who points watcher at the test's simulator with their key."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KALSHI_", "WATCHER_"))}
-    return {
-        **env,
-        "KALSHI_API_KEY_ID": KEY_ID,
-        "KALSHI_PRIVATE_KEY_PATH": str(key_path),
-        "KALSHI_WS_URL": sim.ws_url,
-        "KALSHI_API_URL": sim.api_url,
-        **extra,
-    }
-
-
-async def spawn(
-    workdir: Path, env: dict[str, str], *args: str, preexec: Callable[[], None] | None = None
-) -> asyncio.subprocess.Process:
-    """``python -m watcher.cli start`` on the workdir's files (its output piped)."""
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "watcher.cli",
-        "start",
-        "--trades",
-        str(workdir / "trades.json"),
-        "--rules",
-        str(workdir / "rules.yaml"),
-        "--db",
-        str(workdir / "w.db"),
-        *args,
-        cwd=workdir,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        preexec_fn=preexec,
-    )
-
-
-async def finish(proc: asyncio.subprocess.Process, sig: int | None = None) -> tuple[str, str]:
-    """Send ``sig`` (if any), wait for the exit, return (stdout, stderr)."""
-    if sig is not None and proc.returncode is None:
-        proc.send_signal(sig)
-    out, err = await asyncio.wait_for(proc.communicate(), WAIT)
-    return out.decode(), err.decode()
 
 
 # Row 1: server drops mid-stream

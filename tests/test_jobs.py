@@ -35,6 +35,7 @@ from watcher.settings import settings_from_env
 from watcher.store.writer import StoreWriter
 
 from .conftest import MS
+from .support import poll as until
 
 WAIT = 10_000 * MS
 
@@ -101,13 +102,6 @@ def write_trades(folder: Path, trades: dict[str, Any]) -> Path:
     path = folder / "trades.json"
     path.write_text(json.dumps(trades, indent=2))
     return path
-
-
-async def until(predicate: Any, within: float = WAIT) -> None:
-    """Wait until ``predicate()`` holds (it reads state another task changes)."""
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110 - the condition lives in another task
-            await asyncio.sleep(0.01)
 
 
 @contextlib.asynccontextmanager

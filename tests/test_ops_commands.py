@@ -23,7 +23,7 @@ from watcher.rules import load_rules
 from watcher.settings import settings_from_env
 
 from .conftest import MS
-from .test_jobs import until
+from .support import poll as until
 
 WAIT = 10_000 * MS
 CPI, FED = "KXCPI-26JAN-T0.3", "KXFED-26DEC-H0"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -24,7 +23,7 @@ from watcher.rules import load_rules
 from watcher.settings import settings_from_env
 
 from .conftest import MS
-from .support import count, env_without_kalshi
+from .support import count, env_without_kalshi, finish, spawn
 from .support import poll as until
 
 WAIT = 10_000 * MS
@@ -150,38 +149,21 @@ async def test_watcher_start_without_a_key_polls_rest_and_logs_json(workdir) -> 
     stored; SIGTERM exits 0 with the summary."""
     db = workdir / "w.db"
     async with SimulatedExchange(seed=2) as sim:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "watcher.cli",
-            "start",
-            "--log-format",
-            "json",
-            "--trades",
-            str(workdir / "trades.json"),
-            "--rules",
-            str(workdir / "rules.yaml"),
-            "--db",
-            str(db),
-            cwd=workdir,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env_without_kalshi(KALSHI_API_URL=sim.api_url, WATCHER_POLL_INTERVAL="0.1"),
-        )
+        env = env_without_kalshi(KALSHI_API_URL=sim.api_url, WATCHER_POLL_INTERVAL="0.1")
+        proc = await spawn(workdir, env, "--log-format", "json", db=db)
         try:
             await until(lambda: count(db, "select count(*) from tickers") >= 2)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            out, err = await asyncio.wait_for(proc.communicate(), WAIT)
+            out, err = await finish(proc, signal.SIGTERM)
         assert sim.stats.connections_accepted == 0
-    assert proc.returncode == 0, err.decode()
-    records = [json.loads(line) for line in err.decode().splitlines()]
+    assert proc.returncode == 0, err
+    records = [json.loads(line) for line in err.splitlines()]
     assert {"ts", "level", "logger", "msg"} <= set(records[0])
     notice = next(r for r in records if "no Kalshi API key" in r["msg"])
     assert notice["level"] == "warning" and notice["logger"] == "watcher.app"
     assert "every 0.1 s" in notice["msg"] and "slower" in notice["msg"]
     assert "KALSHI_API_KEY_ID" in notice["msg"] and "KALSHI_PRIVATE_KEY_PATH" in notice["msg"]
-    assert " REST polls (" in out.decode().strip().splitlines()[-1]
+    assert " REST polls (" in out.strip().splitlines()[-1]
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from watcher.settings import settings_from_env
 from watcher.writeback import write_settlement
 
 from .conftest import MS
-from .test_jobs import until
+from .support import poll as until
 
 WAIT = 10_000 * MS
 SETTLED_AT = 1_767_323_045_000  # 2026-01-02T03:04:05Z

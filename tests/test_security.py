@@ -43,13 +43,13 @@ from watcher.settings import settings_from_env
 from watcher.store.schema import open_database
 from watcher.writeback import write_settlement
 
-from .support import HttpRecorder
-from .test_faults import (
+from .support import (
     KEY_ID,
     RULES,
     T1,
     TRADES,
     WAIT,
+    HttpRecorder,
     atomic_write,
     count,
     finish,
