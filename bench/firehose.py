@@ -55,10 +55,10 @@ from bench.frames import TICKER_SID, TRADE_SID, FrameCycle, Stream, text_frame
 from watcher.errors import DecodeError
 from watcher.kalshi import messages as m
 from watcher.kalshi.auth import PublicKey, load_public_key
-from watcher.kalshi.sim_http import auth_problem, json_response
-from watcher.kalshi.sim_market import SimMarket, SimMarketSpec
-from watcher.kalshi.sim_rest import route_rest
-from watcher.kalshi.sim_wire import REST_PREFIX, WS_PATH
+from watcher.kalshi.sim.http import auth_problem, json_response
+from watcher.kalshi.sim.market import SimMarket, SimMarketSpec
+from watcher.kalshi.sim.rest import route_rest
+from watcher.kalshi.sim.wire import REST_PREFIX, WS_PATH
 
 __all__ = ["Firehose", "emit", "main"]
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import msgspec
 
 from watcher.kalshi import messages as m
-from watcher.kalshi.sim_market import SimMarket, TradeRecord
+from watcher.kalshi.sim.market import SimMarket, TradeRecord
 
 __all__ = [
     "BIG_TRADE_CONTRACTS",

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from watcher.app import Endpoint, Service
+from watcher.domain.positions import load_positions
 from watcher.kalshi.auth import KalshiSigner
 from watcher.kalshi.client import ClientStats
-from watcher.logs import setup_logging
-from watcher.positions import load_positions
+from watcher.ops.logs import setup_logging
 from watcher.rules import load_rules
 from watcher.settings import Settings, settings_from_env
 

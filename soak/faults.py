@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from soak.hook import Hook
-from watcher.kalshi.simulator import SimulatedExchange
+from watcher.kalshi.sim.exchange import SimulatedExchange
 
 __all__ = ["FAULTS", "Context", "Fault", "live_sid"]
 

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from soak.faults import FAULTS, Context
 from soak.hook import Hook
-from watcher.kalshi.simulator import SimulatedExchange
+from watcher.kalshi.sim.exchange import SimulatedExchange
 
 __all__ = ["KEY_ID", "MARKETS", "Lifetime", "SoakResult", "run_soak"]
 

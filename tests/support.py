@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from watcher.alert import Alert
+from watcher.domain.alert import Alert
 
 from .conftest import MS
 
 if TYPE_CHECKING:
-    from watcher.kalshi.simulator import SimulatedExchange
+    from watcher.kalshi.sim.exchange import SimulatedExchange
 
 __all__ = [
     "KEY_ID",

@@ -16,11 +16,11 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from watcher.app import Endpoint, Service
 from watcher.cli import main
+from watcher.domain.positions import load_positions
 from watcher.kalshi import messages as m
 from watcher.kalshi.auth import KalshiSigner
-from watcher.kalshi.simulator import SimulatedExchange
+from watcher.kalshi.sim.exchange import SimulatedExchange
 from watcher.notify.outbox import Outbox
-from watcher.positions import load_positions
 from watcher.rules import load_rules
 from watcher.settings import settings_from_env
 

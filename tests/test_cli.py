@@ -6,8 +6,8 @@ import asyncio
 import json
 from pathlib import Path
 
-from watcher.alert import Alert
 from watcher.cli import main
+from watcher.domain.alert import Alert
 from watcher.notify.outbox import Outbox
 
 from .support import HttpRecorder

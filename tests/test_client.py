@@ -16,7 +16,7 @@ from watcher.kalshi.auth import KalshiSigner
 from watcher.kalshi.client import KalshiWebSocketClient, LateTrade
 from watcher.kalshi.handlers import MessageHandlers
 from watcher.kalshi.rest import KalshiRestClient
-from watcher.kalshi.simulator import SimulatedExchange
+from watcher.kalshi.sim.exchange import SimulatedExchange
 
 from .conftest import MS
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from watcher.kalshi.simulator import SimulatedExchange
+from watcher.kalshi.sim.exchange import SimulatedExchange
 
 from .conftest import MS
 

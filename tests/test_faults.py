@@ -32,16 +32,16 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from watcher.alert import Alert
 from watcher.app import Endpoint, Service
+from watcher.domain.alert import Alert
+from watcher.domain.positions import load_positions, parse_positions
 from watcher.kalshi import messages as m
 from watcher.kalshi.auth import KalshiSigner
 from watcher.kalshi.client import MAX_FRAME_BYTES, KalshiWebSocketClient
 from watcher.kalshi.handlers import MessageHandlers
 from watcher.kalshi.rest import KalshiRestClient
-from watcher.kalshi.simulator import SimulatedExchange
+from watcher.kalshi.sim.exchange import SimulatedExchange
 from watcher.notify import Outbox, Sender
-from watcher.positions import load_positions, parse_positions
 from watcher.rules import load_rules
 from watcher.settings import settings_from_env
 from watcher.store.storage import SQLiteStorage

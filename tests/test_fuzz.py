@@ -30,12 +30,12 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from watcher.domain.positions import Portfolio, PositionsError, parse_positions
 from watcher.errors import DecodeError, ProtocolError
 from watcher.kalshi import messages as m
 from watcher.kalshi.book import OrderBooks
 from watcher.kalshi.fixed import DOLLAR
 from watcher.kalshi.protocol import CommandRejected, DecodeFailure, KalshiProtocol, SequenceGapEvent
-from watcher.positions import Portfolio, PositionsError, parse_positions
 from watcher.rules import RulesConfig, RulesError, parse_rules
 
 from .conftest import FIXTURES

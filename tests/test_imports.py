@@ -17,7 +17,7 @@ from .support import env_without_kalshi
 
 WAIT = 30_000 * MS
 ROOT = Path(__file__).resolve().parents[1]
-OPTIONAL = ("apprise", "prometheus_client", "watcher.kalshi.simulator")
+OPTIONAL = ("apprise", "prometheus_client", "watcher.kalshi.sim.exchange")
 
 # Every alert goes to the console: the only target's URL variable is unset.
 CONSOLE_RULES = """\
@@ -126,7 +126,7 @@ def test_metrics_import_prometheus_client_only_to_render() -> None:
     """Recording metrics needs no prometheus_client; rendering them imports it."""
     code = """
 import json, sys
-from watcher.metrics import Metrics, bind_service
+from watcher.ops.metrics import Metrics, bind_service
 metrics = Metrics()
 bind_service(metrics, alerts_fired=lambda: 3)
 metrics.observe_message_age(1_000, 1_250)

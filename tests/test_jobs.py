@@ -23,14 +23,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from apscheduler.triggers.interval import IntervalTrigger
 
-from watcher.jobs import FeedMonitor, Jobs, digest_trigger
+from watcher.domain.positions import parse_positions
 from watcher.kalshi.rest import KalshiRestClient
-from watcher.kalshi.simulator import SimMarketSpec, SimulatedExchange
-from watcher.keyless import MarketPoller
+from watcher.kalshi.sim.exchange import SimMarketSpec, SimulatedExchange
 from watcher.notify.outbox import Outbox
-from watcher.pipeline import Pipeline
-from watcher.positions import parse_positions
 from watcher.rules import parse_rules
+from watcher.service.jobs import FeedMonitor, Jobs, digest_trigger
+from watcher.service.keyless import MarketPoller
+from watcher.service.pipeline import Pipeline
 from watcher.settings import settings_from_env
 from watcher.store.writer import StoreWriter
 
@@ -367,7 +367,7 @@ async def test_the_digest_follows_a_timezone_change_in_reloaded_rules(tmp_path) 
 async def test_a_failing_job_is_logged_and_counted_and_never_stops_the_others(
     tmp_path, caplog
 ) -> None:
-    """An exception in a job is logged on watcher.jobs, counted and reported to the run
+    """An exception in a job is logged on watcher.service.jobs, counted and reported to the run
     listener (metrics); the job runs again at its next time and the other jobs keep running."""
 
     async def broken() -> None:
@@ -420,14 +420,14 @@ async def test_stop_cancels_a_running_job_and_nothing_runs_after(tmp_path) -> No
 @pytest.mark.parametrize(
     "name",
     [
-        "watcher.jobs",
-        "watcher.keyless",
-        "watcher.digest",
-        "watcher.writeback",
-        "watcher.report",
+        "watcher.service.jobs",
+        "watcher.service.keyless",
+        "watcher.service.digest",
+        "watcher.service.writeback",
+        "watcher.ops.report",
         "watcher.store.retention",
         "watcher.settings",
-        "watcher.pipeline",
+        "watcher.service.pipeline",
         "watcher.app",
     ],
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from watcher.market import Markets, MarketState, PricePoint
+from watcher.domain.market import Markets, MarketState, PricePoint
 
 T = "KXCPI-26JAN-T0.3"
 

@@ -19,13 +19,15 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-import watcher.metrics
+import watcher.ops.metrics
 from tests.conftest import FIXTURES, MS
-from watcher.alert import Alert
+from watcher.domain.alert import Alert
 from watcher.errors import ConfigError
 from watcher.kalshi.client import ClientStats
 from watcher.kalshi.messages import decode_message
-from watcher.metrics import (
+from watcher.notify.outbox import OPEN_STATUSES, Outbox
+from watcher.notify.sender import SenderStats
+from watcher.ops.metrics import (
     AGE_BUCKETS,
     Health,
     Metrics,
@@ -35,8 +37,6 @@ from watcher.metrics import (
     feed_health,
     open_deliveries,
 )
-from watcher.notify.outbox import OPEN_STATUSES, Outbox
-from watcher.notify.sender import SenderStats
 from watcher.settings import ENV_VARS
 from watcher.store.writer import WriterStats
 
@@ -489,7 +489,7 @@ async def test_open_deliveries_counts_pending_deliveries_in_the_database(tmp_pat
 
 def test_open_deliveries_uses_the_outbox_open_statuses():
     """The SQL in open_deliveries names exactly the outbox's open statuses."""
-    source = Path(watcher.metrics.__file__).read_text()
+    source = Path(watcher.ops.metrics.__file__).read_text()
     listed = ", ".join(f"'{status}'" for status in OPEN_STATUSES)
     assert f"status IN ({listed})" in source
 
@@ -503,8 +503,8 @@ def test_repr_names_the_bound_sources():
 
 
 def test_every_name_in_all_exists():
-    """Every name in watcher.metrics.__all__ exists."""
-    assert all(hasattr(watcher.metrics, name) for name in watcher.metrics.__all__)
+    """Every name in watcher.ops.metrics.__all__ exists."""
+    assert all(hasattr(watcher.ops.metrics, name) for name in watcher.ops.metrics.__all__)
 
 
 # Deployment files

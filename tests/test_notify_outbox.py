@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from watcher.alert import Alert
+from watcher.domain.alert import Alert
 from watcher.errors import StorageError
 from watcher.notify.outbox import (
     AlertStatus,

@@ -20,7 +20,7 @@ from aiosmtpd.controller import Controller
 
 from tests.conftest import MS
 from tests.support import HttpRecorder, alert_for
-from watcher.alert import Alert
+from watcher.domain.alert import Alert
 from watcher.notify import (
     DeliveryStatus,
     Outbox,

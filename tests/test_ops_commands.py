@@ -15,10 +15,10 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from watcher.app import Endpoint, Service
 from watcher.cli import main
+from watcher.domain.positions import load_positions
 from watcher.kalshi.auth import KalshiSigner
-from watcher.kalshi.simulator import SimulatedExchange
-from watcher.positions import load_positions
-from watcher.report import parse_when
+from watcher.kalshi.sim.exchange import SimulatedExchange
+from watcher.ops.report import parse_when
 from watcher.rules import load_rules
 from watcher.settings import settings_from_env
 

@@ -14,12 +14,12 @@ import pytest
 
 from watcher.app import Endpoint, Service
 from watcher.cli import main
+from watcher.domain.positions import load_positions
 from watcher.kalshi import messages as m
-from watcher.kalshi.simulator import SimulatedExchange
-from watcher.keyless import ticker_from_rest, trade_from_rest
+from watcher.kalshi.sim.exchange import SimulatedExchange
 from watcher.notify.outbox import Outbox
-from watcher.positions import load_positions
 from watcher.rules import load_rules
+from watcher.service.keyless import ticker_from_rest, trade_from_rest
 from watcher.settings import settings_from_env
 
 from .conftest import MS

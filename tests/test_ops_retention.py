@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from watcher.alert import Alert
+from watcher.domain.alert import Alert
 from watcher.kalshi import messages as m
 from watcher.notify.outbox import Outbox
 from watcher.store.retention import prune

@@ -13,13 +13,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from watcher.app import Endpoint, Service
+from watcher.domain.positions import PositionsError, load_positions
 from watcher.kalshi.auth import KalshiSigner
-from watcher.kalshi.simulator import SimulatedExchange
+from watcher.kalshi.sim.exchange import SimulatedExchange
 from watcher.notify.outbox import Outbox
-from watcher.positions import PositionsError, load_positions
 from watcher.rules import load_rules
+from watcher.service.writeback import write_settlement
 from watcher.settings import settings_from_env
-from watcher.writeback import write_settlement
 
 from .conftest import MS
 from .support import poll as until

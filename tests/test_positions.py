@@ -1,4 +1,4 @@
-"""Tests of watcher.positions: trades.json parsing, located errors, side-aware prices, P&L."""
+"""Tests of watcher.domain.positions: trades.json parsing, located errors, side-aware prices, P&L."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from watcher.errors import ConfigError
-from watcher.positions import (
+from watcher.domain.positions import (
     UNWATCHED,
     WATCHED_STATUSES,
     Portfolio,
@@ -25,9 +24,10 @@ from watcher.positions import (
     pnl_dollars,
     side_quote,
 )
+from watcher.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "trades.json.example"
-MODULE = Path(__file__).resolve().parents[1] / "watcher" / "positions.py"
+MODULE = Path(__file__).resolve().parents[1] / "watcher" / "domain" / "positions.py"
 
 BASE: dict[str, Any] = {"ticker": "KXCPI-26JAN-T0.3", "side": "YES", "entry_price": 40}
 

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watcher.alert import Alert
+from watcher.domain.alert import Alert
+from watcher.domain.market import Markets
+from watcher.domain.positions import Portfolio, Position, pnl_dollars
 from watcher.kalshi.fixed import cents_to_micros
-from watcher.market import Markets
-from watcher.positions import Portfolio, Position, pnl_dollars
 from watcher.rules import (
     ClockEvent,
     Event,
@@ -598,8 +598,8 @@ def test_corrupt_rule_state_is_a_value_error(text):
 
 def test_stale_rule_stays_quiet_for_a_closed_market() -> None:
     """A market that closed or settled sends no ticks by design: `stale` does not fire for it."""
-    from watcher.market import Markets
-    from watcher.positions import parse_positions
+    from watcher.domain.market import Markets
+    from watcher.domain.positions import parse_positions
     from watcher.rules import parse_rules
     from watcher.rules.engine import ClockEvent, evaluate
 

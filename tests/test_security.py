@@ -31,17 +31,17 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from watcher.app import Endpoint, Service
 from watcher.cli import main
+from watcher.domain.positions import load_positions
 from watcher.errors import KeyFileError
 from watcher.kalshi.auth import KalshiSigner, load_private_key
 from watcher.kalshi.client import KalshiWebSocketClient
-from watcher.kalshi.simulator import SimulatedExchange
+from watcher.kalshi.sim.exchange import SimulatedExchange
 from watcher.notify import Outbox, Sender, mask_url
-from watcher.positions import load_positions
 from watcher.rules import RulesError, parse_rules
 from watcher.rules.template import render
+from watcher.service.writeback import write_settlement
 from watcher.settings import settings_from_env
 from watcher.store.schema import open_database
-from watcher.writeback import write_settlement
 
 from .support import (
     KEY_ID,

@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
 
-import watcher.kalshi.sim_market as sim_market
-import watcher.kalshi.simulator as simulator
+import watcher.kalshi.sim.exchange as simulator
+import watcher.kalshi.sim.market as sim_market
 from tests.conftest import FIXTURES, MS
 from watcher.kalshi.auth import KalshiSigner
 from watcher.kalshi.messages import (
@@ -32,8 +32,8 @@ from watcher.kalshi.messages import (
     decode_message,
     decode_rest,
 )
-from watcher.kalshi.sim_market import SimMarket, SimMarketSpec
-from watcher.kalshi.simulator import SimulatedExchange, run_simulator
+from watcher.kalshi.sim.exchange import SimulatedExchange, run_simulator
+from watcher.kalshi.sim.market import SimMarket, SimMarketSpec
 
 TIMEOUT = 2000 * MS
 KALSHI = FIXTURES / "kalshi"

@@ -18,13 +18,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from watcher.domain.positions import Portfolio, load_positions
 from watcher.errors import StorageError
-from watcher.jobs import Jobs
 from watcher.kalshi.auth import KalshiSigner
 from watcher.kalshi.client import KalshiWebSocketClient
 from watcher.kalshi.rest import KalshiRestClient
-from watcher.keyless import KEYLESS_NOTICE, MarketPoller
-from watcher.metrics import (
+from watcher.notify.direct import send_direct
+from watcher.ops.metrics import (
     Health,
     Metrics,
     MetricsServer,
@@ -32,17 +32,17 @@ from watcher.metrics import (
     feed_health,
     open_deliveries,
 )
-from watcher.notify.direct import send_direct
-from watcher.pipeline import CLOCK_INTERVAL, Pipeline
-from watcher.positions import Portfolio, load_positions
-from watcher.reload import ConfigWatcher
 from watcher.rules import RulesConfig, load_rules
+from watcher.service.jobs import Jobs
+from watcher.service.keyless import KEYLESS_NOTICE, MarketPoller
+from watcher.service.pipeline import CLOCK_INTERVAL, Pipeline
+from watcher.service.reload import ConfigWatcher
+from watcher.service.writeback import SettlementWriter
 from watcher.settings import Settings
 from watcher.store.writer import StoreWriter
-from watcher.writeback import SettlementWriter
 
 if TYPE_CHECKING:
-    from watcher.kalshi.simulator import SimulatedExchange
+    from watcher.kalshi.sim.exchange import SimulatedExchange
 
 __all__ = ["FEED_CHANNELS", "Endpoint", "Mode", "Service", "open_endpoint", "run_service"]
 
@@ -365,7 +365,7 @@ async def open_endpoint(settings: Settings, stack: contextlib.AsyncExitStack) ->
         # Imported here: the simulator (a websockets server) is not needed by a real run.
         from cryptography.hazmat.primitives.asymmetric import ed25519
 
-        from watcher.kalshi.simulator import SimulatedExchange
+        from watcher.kalshi.sim.exchange import SimulatedExchange
 
         key = ed25519.Ed25519PrivateKey.generate()
         sim = SimulatedExchange(public_keys={SIM_KEY_ID: key.public_key()})

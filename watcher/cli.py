@@ -24,7 +24,7 @@ from watcher.errors import (
     StorageError,
     WatcherError,
 )
-from watcher.logs import setup_logging
+from watcher.ops.logs import setup_logging
 from watcher.settings import Settings, settings_from_env
 
 __all__ = ["main"]
@@ -187,7 +187,7 @@ def simulate(
 ) -> None:
     """Run only the simulated Kalshi exchange (WebSocket + REST) on loopback."""
     from watcher.kalshi.auth import load_public_key
-    from watcher.kalshi.simulator import run_simulator
+    from watcher.kalshi.sim.exchange import run_simulator
 
     setup_logging(verbose=verbose)
     keys = {}
@@ -213,7 +213,7 @@ def simulate(
 @_common
 def check(**kwargs: Any) -> None:
     """Validate trades.json, rules.yaml, notify targets and the API key; exit 1 on any problem."""
-    from watcher.checks import run_checks
+    from watcher.ops.checks import run_checks
 
     settings = _settings(kwargs)
     problems, report = run_checks(settings)
@@ -282,8 +282,8 @@ def status(**kwargs: Any) -> None:
 
     Reads the database without locking it, so it works while the service runs.
     """
-    from watcher.positions import load_positions
-    from watcher.report import read_status, render_status
+    from watcher.domain.positions import load_positions
+    from watcher.ops.report import read_status, render_status
     from watcher.store import open_database
 
     settings = _settings(kwargs)
@@ -307,7 +307,7 @@ def status(**kwargs: Any) -> None:
 @_errors_exit
 def history(market: str, since: str | None, limit: int, as_json: bool, **kwargs: Any) -> None:
     """Recent ticks and trades of MARKET, oldest first (YES prices in dollars)."""
-    from watcher.report import history_json, history_line, read_history
+    from watcher.ops.report import history_json, history_line, read_history
     from watcher.store import open_database
 
     settings = _settings(kwargs)
@@ -341,9 +341,9 @@ def replay(
 ) -> None:
     """Backtest a rules file: run it over the recorded ticks, trades and lifecycle events and
     print each alert it would have sent (nothing is sent)."""
-    from watcher.positions import load_positions
-    from watcher.report import ReplayStats, alert_line, count_events
-    from watcher.report import replay as run_replay
+    from watcher.domain.positions import load_positions
+    from watcher.ops.report import ReplayStats, alert_line, count_events
+    from watcher.ops.report import replay as run_replay
     from watcher.rules import load_rules
     from watcher.store import open_database
 
@@ -421,7 +421,7 @@ def _display_tz(settings: Settings) -> Any:
 
 
 def _when(text: str | None, option: str, tz: Any) -> int | None:
-    from watcher.report import parse_when
+    from watcher.ops.report import parse_when
 
     if text is None:
         return None

@@ -30,7 +30,7 @@ from enum import StrEnum
 from functools import partial
 from typing import Any, TypeVar
 
-from watcher.alert import Alert
+from watcher.domain.alert import Alert
 from watcher.errors import StorageError
 from watcher.store.schema import open_database
 

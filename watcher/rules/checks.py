@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from watcher.kalshi.fixed import DOLLAR, format_cents
-from watcher.market import MarketState, PricePoint
-from watcher.positions import (
+from watcher.domain.market import MarketState, PricePoint
+from watcher.domain.positions import (
     Position,
     PriceBasis,
     Side,
@@ -28,6 +27,7 @@ from watcher.positions import (
     pnl_dollars,
     side_quote,
 )
+from watcher.kalshi.fixed import DOLLAR, format_cents
 from watcher.rules.model import (
     LevelRule,
     MoveFromEntryRule,

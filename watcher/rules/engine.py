@@ -25,10 +25,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from watcher.alert import Alert, Severity
+from watcher.domain.alert import Alert, Severity
+from watcher.domain.market import Markets, MarketState
+from watcher.domain.positions import Portfolio, Position, PriceBasis, Side
 from watcher.kalshi.fixed import DOLLAR, format_cents, to_micros
-from watcher.market import Markets, MarketState
-from watcher.positions import Portfolio, Position, PriceBasis, Side
 from watcher.rules.checks import (
     Subject,
     check_level,

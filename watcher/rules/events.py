@@ -1,6 +1,6 @@
 """What the rule engine reacts to: a tick, a trade, a lifecycle change, or the clock.
 
-The app applies each event to :class:`watcher.market.Markets` first, then calls
+The app applies each event to :class:`watcher.domain.market.Markets` first, then calls
 :func:`watcher.rules.engine.evaluate` with it. Prices are YES prices in micro-dollars.
 """
 

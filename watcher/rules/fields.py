@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BeforeValidator, PlainValidator
 
-from watcher.alert import SEVERITIES, Severity
+from watcher.domain.alert import SEVERITIES, Severity
 from watcher.rules.template import check_template
 
 __all__ = [

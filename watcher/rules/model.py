@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from watcher.alert import Severity
+from watcher.domain.alert import Severity
 from watcher.kalshi.fixed import cents_to_micros, to_micros
 from watcher.rules.fields import (
     Basis,

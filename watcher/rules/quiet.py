@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
-from watcher.alert import Severity
+from watcher.domain.alert import Severity
 from watcher.rules.model import QuietHours
 
 __all__ = ["in_window", "is_quiet", "is_suppressed", "local_time"]

@@ -1,7 +1,7 @@
 """How alerts say things: cents, signed moves, dollars, spans of time, local times.
 
 Everything is exact text from integers (micro-dollars, milliseconds) or Decimals; a NO position
-is always described with NO prices (see :mod:`watcher.positions`).
+is always described with NO prices (see :mod:`watcher.domain.positions`).
 """
 
 from __future__ import annotations

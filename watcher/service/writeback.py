@@ -28,9 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from watcher.domain.market import MarketState
+from watcher.domain.positions import PositionsError, parse_positions, pnl_dollars
 from watcher.kalshi.fixed import DOLLAR
-from watcher.market import MarketState
-from watcher.positions import PositionsError, parse_positions, pnl_dollars
 
 __all__ = ["BACKUP_SUFFIX", "FileChanged", "SettlementWriter", "write_settlement"]
 

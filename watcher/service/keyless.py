@@ -4,7 +4,7 @@ Kalshi's WebSocket needs a signed handshake, but ``GET /markets/{ticker}`` and
 ``GET /markets/trades`` are public. :class:`MarketPoller` reads them for every watched market:
 
 * always, the market's metadata (title, status, close time, result) goes to the pipeline
-  (:meth:`~watcher.pipeline.Pipeline.apply_market`); a REST 404 is reported once per ticker
+  (:meth:`~watcher.service.pipeline.Pipeline.apply_market`); a REST 404 is reported once per ticker
   through ``on_unknown`` (Kalshi's WebSocket says nothing about a ticker it does not know);
 * in keyless mode (``feed=True``) the quote is also turned into an ordinary
   :class:`~watcher.kalshi.messages.Ticker` frame (only when a field changed, as Kalshi's ticker
@@ -12,7 +12,7 @@ Kalshi's WebSocket needs a signed handshake, but ``GET /markets/{ticker}`` and
   both are handed to ``emit``: the same queue the WebSocket handler fills, so the rules, the
   store and the ``tickers``/``trades`` tables see no difference.
 
-The scheduler (:mod:`watcher.jobs`) calls :meth:`MarketPoller.poll` on an interval.
+The scheduler (:mod:`watcher.service.jobs`) calls :meth:`MarketPoller.poll` on an interval.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One accepted WebSocket of the simulated exchange: subscriptions, outbox and sender task.
 
 The :class:`SimSession` turns client commands into replies and market updates into data frames,
-in order, for one connection of :class:`~watcher.kalshi.simulator.SimulatedExchange`.
+in order, for one connection of :class:`~watcher.kalshi.sim.exchange.SimulatedExchange`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from websockets.exceptions import ConnectionClosed
 
 from watcher.errors import DecodeError
 from watcher.kalshi import messages as m
-from watcher.kalshi.sim_market import MarketUpdate, TradeRecord, yes_leg
-from watcher.kalshi.sim_wire import (
+from watcher.kalshi.sim.market import MarketUpdate, TradeRecord, yes_leg
+from watcher.kalshi.sim.wire import (
     ACTIONS,
     ERROR_TEXT,
     GLOBAL,
@@ -34,7 +34,7 @@ from watcher.kalshi.sim_wire import (
 )
 
 if TYPE_CHECKING:
-    from watcher.kalshi.simulator import SimulatedExchange
+    from watcher.kalshi.sim.exchange import SimulatedExchange
 
 __all__ = ["SimSession", "SimSubscription"]
 

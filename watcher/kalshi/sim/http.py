@@ -2,7 +2,7 @@
 
 :class:`HttpFront` answers every HTTP request that reaches the simulator's port before the
 WebSocket upgrade: REST GETs under ``/trade-api/v2`` (routed by
-:func:`~watcher.kalshi.sim_rest.route_rest`), scripted handshake rejections, and signature checks
+:func:`~watcher.kalshi.sim.rest.route_rest`), scripted handshake rejections, and signature checks
 of the ``KALSHI-ACCESS-*`` headers. It returns ``None`` for a handshake that may proceed.
 """
 
@@ -21,9 +21,9 @@ from websockets.datastructures import Headers, MultipleValuesError
 from websockets.http11 import Request, Response
 
 from watcher.kalshi.auth import PublicKey, verify_signature
-from watcher.kalshi.sim_market import SimMarket
-from watcher.kalshi.sim_rest import route_rest
-from watcher.kalshi.sim_wire import REST_PREFIX, WS_PATH, SimStats, now_ms
+from watcher.kalshi.sim.market import SimMarket
+from watcher.kalshi.sim.rest import route_rest
+from watcher.kalshi.sim.wire import REST_PREFIX, WS_PATH, SimStats, now_ms
 
 __all__ = ["MAX_CLOCK_SKEW_MS", "HttpFront", "auth_problem", "header", "json_response"]
 

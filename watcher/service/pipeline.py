@@ -2,7 +2,7 @@
 
 Runs beside the receive loop, never in it. Alerts and the rule state that produced them are
 written to the outbox in one transaction before anything is sent, so a crash or restart neither
-repeats nor loses an alert. The scheduled jobs (:mod:`watcher.jobs`) call in here too: the rules
+repeats nor loses an alert. The scheduled jobs (:mod:`watcher.service.jobs`) call in here too: the rules
 clock (:meth:`Pipeline.on_clock`), market metadata from REST (:meth:`Pipeline.apply_market`),
 close detection (:meth:`Pipeline.check_closed`) and service alerts (:meth:`Pipeline.record`).
 """
@@ -16,15 +16,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from watcher.alert import Alert, Severity
+from watcher.domain.alert import Alert, Severity
+from watcher.domain.market import Markets, MarketState
+from watcher.domain.positions import Portfolio
 from watcher.errors import ConfigError
 from watcher.kalshi import messages as m
 from watcher.kalshi.client import LateTrade
 from watcher.kalshi.fixed import to_micros
-from watcher.market import Markets, MarketState
 from watcher.notify.outbox import Outbox
 from watcher.notify.sender import Sender
-from watcher.positions import Portfolio
 from watcher.rules import RulesConfig, is_suppressed
 from watcher.rules.engine import (
     SETTLED_STATUSES,

@@ -4,7 +4,7 @@ Everything here reads through a read-only connection (``open_database(path, read
 so it works while the service runs and never blocks its writer. ``cli.py`` only prints.
 
 ``replay`` runs the rule engine — the same :func:`watcher.rules.engine.evaluate` and
-:class:`watcher.market.Markets` the live pipeline uses — over recorded ticks, trades and
+:class:`watcher.domain.market.Markets` the live pipeline uses — over recorded ticks, trades and
 lifecycle events in time order, with rule state starting fresh, and yields the alerts it
 would have sent. Nothing is sent or written. Time-driven rules see a clock event whenever
 recorded time moved on by the live clock's interval (5 s), at the time of the next event.
@@ -20,13 +20,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from watcher.alert import Alert
-from watcher.digest import PositionView, view_position
+from watcher.domain.alert import Alert
+from watcher.domain.market import Markets
+from watcher.domain.positions import Portfolio
 from watcher.kalshi import messages as m
 from watcher.kalshi.fixed import format_cents
-from watcher.market import Markets
-from watcher.pipeline import CLOCK_INTERVAL, apply_lifecycle
-from watcher.positions import Portfolio
 from watcher.rules import RulesConfig
 from watcher.rules.engine import (
     ClockEvent,
@@ -38,6 +36,8 @@ from watcher.rules.engine import (
 from watcher.rules.fields import parse_duration
 from watcher.rules.quiet import local_time
 from watcher.rules.wording import contracts_text, signed_dollars, span_text
+from watcher.service.digest import PositionView, view_position
+from watcher.service.pipeline import CLOCK_INTERVAL, apply_lifecycle
 from watcher.store.queries import (
     TickerRow,
     TradeRow,

@@ -14,8 +14,8 @@ from decimal import Decimal
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from watcher.domain.positions import Portfolio, Position, mark_price, pnl_dollars, side_quote
 from watcher.kalshi.fixed import format_cents
-from watcher.positions import Portfolio, Position, mark_price, pnl_dollars, side_quote
 from watcher.rules.quiet import local_time
 from watcher.rules.wording import contracts_text, signed_dollars
 

@@ -8,8 +8,8 @@ into frames. Prices walk on a half-cent grid in YES terms (``0.4550`` happens), 
 bids only, as Kalshi publishes it: YES bids at ``yes_bid`` and below, NO bids (NO-leg prices) at
 ``1 - yes_ask`` and below.
 
-Value types and wire formatting live in :mod:`watcher.kalshi.sim_values` and REST routing in
-:mod:`watcher.kalshi.sim_rest`; their public names are re-exported here.
+Value types and wire formatting live in :mod:`watcher.kalshi.sim.values` and REST routing in
+:mod:`watcher.kalshi.sim.rest`; their public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from watcher.kalshi.messages import (
     OrderbookSnapshotMsg,
     TickerMsg,
 )
-from watcher.kalshi.sim_rest import route_rest
-from watcher.kalshi.sim_values import (
+from watcher.kalshi.sim.rest import route_rest
+from watcher.kalshi.sim.values import (
     BOOK_DEPTH,
     CONTRACT,
     GRID,

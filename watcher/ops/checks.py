@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from watcher.domain.positions import PositionsError, load_positions
 from watcher.errors import ConfigError, KeyFileError
 from watcher.kalshi.auth import KalshiSigner
 from watcher.notify import validate_targets
-from watcher.positions import PositionsError, load_positions
 from watcher.rules import RulesError, load_rules
 from watcher.rules.engine import unmatched_rules
 from watcher.settings import Settings

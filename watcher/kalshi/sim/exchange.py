@@ -3,8 +3,8 @@
 It speaks the current protocol (kalshi-protocol.md §2–§8) with the typed frames of
 :mod:`watcher.kalshi.messages`, so the whole test suite, ``watcher simulate`` and
 ``watcher start --simulate`` run against it instead of Kalshi. Market state lives in
-:mod:`watcher.kalshi.sim_market`, one connection in :mod:`watcher.kalshi.sim_session`, HTTP
-answers in :mod:`watcher.kalshi.sim_http`; this module is the server around them::
+:mod:`watcher.kalshi.sim.market`, one connection in :mod:`watcher.kalshi.sim.session`, HTTP
+answers in :mod:`watcher.kalshi.sim.http`; this module is the server around them::
 
     async with SimulatedExchange(public_keys={"key-id": public_key}, seed=1) as sim:
         client = connect(sim.ws_url, additional_headers=signer.websocket_headers())
@@ -35,16 +35,16 @@ from websockets.http11 import Request, Response
 from watcher.kalshi import messages as m
 from watcher.kalshi.auth import PublicKey, redacting_logger
 from watcher.kalshi.fixed import parse_micros
-from watcher.kalshi.sim_http import MAX_CLOCK_SKEW_MS, HttpFront, header
-from watcher.kalshi.sim_market import (
+from watcher.kalshi.sim.http import MAX_CLOCK_SKEW_MS, HttpFront, header
+from watcher.kalshi.sim.market import (
     MarketUpdate,
     SimMarket,
     SimMarketSpec,
     TradeRecord,
     random_uuid,
 )
-from watcher.kalshi.sim_session import SimSession
-from watcher.kalshi.sim_wire import (
+from watcher.kalshi.sim.session import SimSession
+from watcher.kalshi.sim.wire import (
     DATA_CHANNELS,
     ERROR_TEXT,
     HEARTBEAT_INTERVAL,

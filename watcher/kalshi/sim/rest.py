@@ -1,7 +1,7 @@
 """REST routing of the simulated exchange (paths relative to ``/trade-api/v2``).
 
 Sans-I/O: :func:`route_rest` turns a GET path and query into ``(status, JSON body)`` using the
-market model of :mod:`watcher.kalshi.sim_market`.
+market model of :mod:`watcher.kalshi.sim.market`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 if TYPE_CHECKING:
-    from watcher.kalshi.sim_market import SimMarket
+    from watcher.kalshi.sim.market import SimMarket
 
 __all__ = ["route_rest"]
 

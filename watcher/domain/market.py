@@ -3,7 +3,7 @@
 The app owns one :class:`Markets` registry and feeds it decoded events (``apply_*``); the rule
 engine only reads it. Prices are YES prices in integer micro-dollars (45¢ = ``450_000``), None
 until known; the engine turns them into the position's side with
-:func:`watcher.positions.side_quote`.
+:func:`watcher.domain.positions.side_quote`.
 
 A market's history keeps just enough ``(ts_ms, yes_bid, yes_ask, yes_last)`` points for the
 longest ``velocity`` window (``history_ms``): the newest points within the window plus the

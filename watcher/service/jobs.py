@@ -42,12 +42,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from watcher.digest import build_digest, local_day_start_ms, view_position
-from watcher.keyless import MarketPoller
-from watcher.market import MarketState
-from watcher.pipeline import CLOCK_INTERVAL, Pipeline
+from watcher.domain.market import MarketState
 from watcher.rules import RulesConfig
 from watcher.rules.wording import clock_text, span_text
+from watcher.service.digest import build_digest, local_day_start_ms, view_position
+from watcher.service.keyless import MarketPoller
+from watcher.service.pipeline import CLOCK_INTERVAL, Pipeline
 from watcher.settings import Settings
 from watcher.store.retention import prune
 from watcher.store.writer import StoreWriter

@@ -1,0 +1,1 @@
+"""Values the service reasons about: positions, the live market view, alerts."""

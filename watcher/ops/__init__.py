@@ -1,0 +1,1 @@
+"""Operations: metrics and health, the operator read-outs, ``watcher check``, logging setup."""
