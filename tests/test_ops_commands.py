@@ -18,7 +18,7 @@ from watcher.cli import main
 from watcher.domain.positions import load_positions
 from watcher.kalshi.auth import KalshiSigner
 from watcher.kalshi.sim.exchange import SimulatedExchange
-from watcher.ops.report import parse_when
+from watcher.ops.readout import parse_when
 from watcher.rules import load_rules
 from watcher.settings import settings_from_env
 

@@ -1,4 +1,4 @@
-"""Tests of watcher.domain.positions: trades.json parsing, located errors, side-aware prices, P&L."""
+"""Tests of watcher.domain.positions: trades.json, located errors, side-aware prices, P&L."""
 
 from __future__ import annotations
 

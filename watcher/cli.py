@@ -283,7 +283,7 @@ def status(**kwargs: Any) -> None:
     Reads the database without locking it, so it works while the service runs.
     """
     from watcher.domain.positions import load_positions
-    from watcher.ops.report import read_status, render_status
+    from watcher.ops.status import read_status, render_status
     from watcher.store import open_database
 
     settings = _settings(kwargs)
@@ -307,7 +307,7 @@ def status(**kwargs: Any) -> None:
 @_errors_exit
 def history(market: str, since: str | None, limit: int, as_json: bool, **kwargs: Any) -> None:
     """Recent ticks and trades of MARKET, oldest first (YES prices in dollars)."""
-    from watcher.ops.report import history_json, history_line, read_history
+    from watcher.ops.history import history_json, history_line, read_history
     from watcher.store import open_database
 
     settings = _settings(kwargs)
@@ -342,8 +342,8 @@ def replay(
     """Backtest a rules file: run it over the recorded ticks, trades and lifecycle events and
     print each alert it would have sent (nothing is sent)."""
     from watcher.domain.positions import load_positions
-    from watcher.ops.report import ReplayStats, alert_line, count_events
-    from watcher.ops.report import replay as run_replay
+    from watcher.ops.replay import ReplayStats, alert_line, count_events
+    from watcher.ops.replay import replay as run_replay
     from watcher.rules import load_rules
     from watcher.store import open_database
 
@@ -421,7 +421,7 @@ def _display_tz(settings: Settings) -> Any:
 
 
 def _when(text: str | None, option: str, tz: Any) -> int | None:
-    from watcher.ops.report import parse_when
+    from watcher.ops.readout import parse_when
 
     if text is None:
         return None

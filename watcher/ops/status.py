@@ -1,0 +1,144 @@
+"""``watcher status``: every watched position with its latest stored quote, P&L, last alert and
+the feed health the service recorded.
+
+Reads through a read-only connection, so it works while the service runs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from watcher.domain.positions import Portfolio
+from watcher.kalshi.fixed import format_cents
+from watcher.ops.readout import ago_text, cents_text
+from watcher.rules.quiet import local_time
+from watcher.rules.wording import contracts_text, signed_dollars
+from watcher.service.digest import PositionView, view_position
+from watcher.store.queries import latest_ticker, service_state
+
+__all__ = ["SERVICE_GONE_AFTER_MS", "FeedHealth", "StatusRow", "read_status", "render_status"]
+
+#: A heartbeat older than this means the service is not running.
+SERVICE_GONE_AFTER_MS = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRow:
+    """One watched position as ``watcher status`` shows it."""
+
+    view: PositionView
+    last_tick_ms: int | None
+    last_alert: tuple[int, str] | None  # (created_ms, rule)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedHealth:
+    """What the service last recorded in ``service_state`` (all None if it never ran)."""
+
+    status: str | None = None
+    mode: str | None = None
+    last_message_ms: int | None = None
+    heartbeat_ms: int | None = None
+    started_ms: int | None = None
+    pid: str | None = None
+
+    def is_running(self, now_ms: int) -> bool:
+        """True when the service wrote a heartbeat recently and did not record a stop."""
+        if self.heartbeat_ms is None or self.status == "stopped":
+            return False
+        return now_ms - self.heartbeat_ms <= SERVICE_GONE_AFTER_MS
+
+
+def read_status(
+    conn: sqlite3.Connection, portfolio: Portfolio
+) -> tuple[list[StatusRow], FeedHealth]:
+    """Every watched position with its latest stored quote and last alert, and feed health."""
+    rows = []
+    for position in portfolio.watched():
+        tick = latest_ticker(conn, position.ticker)
+        view = view_position(
+            position,
+            yes_bid=tick.yes_bid_e6 if tick else None,
+            yes_ask=tick.yes_ask_e6 if tick else None,
+            yes_last=tick.price_e6 if tick else None,
+        )
+        found = conn.execute(
+            "SELECT created_ms, rule FROM alerts WHERE market_ticker = ?"
+            " ORDER BY created_ms DESC, id DESC LIMIT 1",
+            (position.ticker,),
+        ).fetchone()
+        alert = (int(found[0]), str(found[1])) if found else None
+        rows.append(StatusRow(view, tick.received_ms if tick else None, alert))
+    state = service_state(conn)
+    health = FeedHealth(
+        status=state.get("feed.status"),
+        mode=state.get("feed.mode"),
+        last_message_ms=_int_or_none(state.get("feed.last_message_ms")),
+        heartbeat_ms=_int_or_none(state.get("service.heartbeat_ms")),
+        started_ms=_int_or_none(state.get("service.started_ms")),
+        pid=state.get("service.pid"),
+    )
+    return rows, health
+
+
+def render_status(
+    rows: list[StatusRow], health: FeedHealth, *, now_ms: int, tz: ZoneInfo
+) -> list[str]:
+    """The ``watcher status`` table and its feed line."""
+    header = ("TICKER", "SIDE", "QTY", "ENTRY", "LAST", "MARK", "P&L", "LAST TICK", "LAST ALERT")
+    table = [header]
+    for row in rows:
+        v = row.view
+        table.append(
+            (
+                v.position.ticker,
+                v.position.side,
+                contracts_text(v.position.contracts),
+                format_cents(v.position.entry_micros),
+                cents_text(v.last),
+                cents_text(v.mark),
+                signed_dollars(v.pnl) if v.pnl is not None else "-",
+                ago_text(row.last_tick_ms, now_ms),
+                _alert_text(row.last_alert, tz),
+            )
+        )
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in table
+    ]
+    if not rows:
+        lines.append("(no watched positions)")
+    lines.append(_feed_line(health, now_ms, tz))
+    return lines
+
+
+def _feed_line(health: FeedHealth, now_ms: int, tz: ZoneInfo) -> str:
+    if health.heartbeat_ms is None:
+        return "service: never ran on this database"
+    if not health.is_running(now_ms):
+        seen = local_time(health.heartbeat_ms, tz).strftime("%Y-%m-%d %H:%M")
+        return f"service: not running (last seen {seen}, {ago_text(health.heartbeat_ms, now_ms)})"
+    since = local_time(health.started_ms or now_ms, tz).strftime("%Y-%m-%d %H:%M")
+    data = (
+        "no data yet"
+        if health.last_message_ms is None
+        else f"last data {ago_text(health.last_message_ms, now_ms)}"
+    )
+    return (
+        f"service: running (pid {health.pid}, {health.mode}) since {since};"
+        f" feed {health.status}, {data}"
+    )
+
+
+def _int_or_none(text: str | None) -> int | None:
+    return int(text) if text and text.lstrip("-").isdigit() else None
+
+
+def _alert_text(alert: tuple[int, str] | None, tz: ZoneInfo) -> str:
+    if alert is None:
+        return "-"
+    created, rule = alert
+    return f"{local_time(created, tz).strftime('%m-%d %H:%M')} {rule}"
