@@ -15,19 +15,18 @@ from watcher.domain.positions import (
     WATCHED_STATUSES,
     Portfolio,
     Position,
-    PositionsError,
     SideQuote,
-    load_positions,
     mark_price,
     move_micros,
-    parse_positions,
     pnl_dollars,
     side_quote,
 )
+from watcher.domain.trades_file import PositionsError, load_positions, parse_positions
 from watcher.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "trades.json.example"
-MODULE = Path(__file__).resolve().parents[1] / "watcher" / "domain" / "positions.py"
+DOMAIN = Path(__file__).resolve().parents[1] / "watcher" / "domain"
+MODULES = (DOMAIN / "positions.py", DOMAIN / "trades_file.py")
 
 BASE: dict[str, Any] = {"ticker": "KXCPI-26JAN-T0.3", "side": "YES", "entry_price": 40}
 
@@ -730,9 +729,10 @@ def test_example_file_loads() -> None:
     assert positions[1].entry_micros == 305_000
 
 
-def test_module_is_pure() -> None:
-    """positions.py imports no asyncio, logging or os: it is pure."""
-    tree = ast.parse(MODULE.read_text(encoding="utf-8"))
+@pytest.mark.parametrize("module", MODULES, ids=lambda path: path.name)
+def test_module_is_pure(module: Path) -> None:
+    """positions.py and trades_file.py import no asyncio, logging or os: they are pure."""
+    tree = ast.parse(module.read_text(encoding="utf-8"))
     imported = {
         alias.name.split(".")[0]
         for node in ast.walk(tree)
