@@ -28,7 +28,7 @@ import watcher.service.pipeline
 from bench.frames import BIG_TRADE_CONTRACTS
 from bench.procs import Firehose, Keys
 from watcher.app import Endpoint, Service
-from watcher.domain.positions import load_positions
+from watcher.domain.trades_file import load_positions
 from watcher.kalshi import messages as m
 from watcher.rules import load_rules
 from watcher.rules.engine import TickEvent

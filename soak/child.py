@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher.app import Endpoint, Service
-from watcher.domain.positions import load_positions
+from watcher.domain.trades_file import load_positions
 from watcher.kalshi.auth import KalshiSigner
 from watcher.kalshi.client import ClientStats
 from watcher.ops.logs import setup_logging

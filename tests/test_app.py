@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from watcher.app import Endpoint, Service
 from watcher.cli import main
-from watcher.domain.positions import load_positions
+from watcher.domain.trades_file import load_positions
 from watcher.kalshi import messages as m
 from watcher.kalshi.auth import KalshiSigner
 from watcher.kalshi.sim.exchange import SimulatedExchange

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from watcher.app import Endpoint, Service
 from watcher.domain.alert import Alert
-from watcher.domain.positions import load_positions, parse_positions
+from watcher.domain.trades_file import load_positions, parse_positions
 from watcher.kalshi import messages as m
 from watcher.kalshi.auth import KalshiSigner
 from watcher.kalshi.client import MAX_FRAME_BYTES, KalshiWebSocketClient

@@ -30,7 +30,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from watcher.domain.positions import Portfolio, PositionsError, parse_positions
+from watcher.domain.positions import Portfolio
+from watcher.domain.trades_file import PositionsError, parse_positions
 from watcher.errors import DecodeError, ProtocolError
 from watcher.kalshi import messages as m
 from watcher.kalshi.book import OrderBooks

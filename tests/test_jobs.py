@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from apscheduler.triggers.interval import IntervalTrigger
 
-from watcher.domain.positions import parse_positions
+from watcher.domain.trades_file import parse_positions
 from watcher.kalshi.rest import KalshiRestClient
 from watcher.kalshi.sim.exchange import SimMarketSpec, SimulatedExchange
 from watcher.notify.outbox import Outbox

@@ -14,7 +14,7 @@ import pytest
 
 from watcher.app import Endpoint, Service
 from watcher.cli import main
-from watcher.domain.positions import load_positions
+from watcher.domain.trades_file import load_positions
 from watcher.kalshi import messages as m
 from watcher.kalshi.sim.exchange import SimulatedExchange
 from watcher.notify.outbox import Outbox

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from watcher.app import Endpoint, Service
-from watcher.domain.positions import PositionsError, load_positions
+from watcher.domain.trades_file import PositionsError, load_positions
 from watcher.kalshi.auth import KalshiSigner
 from watcher.kalshi.sim.exchange import SimulatedExchange
 from watcher.notify.outbox import Outbox

@@ -599,7 +599,7 @@ def test_corrupt_rule_state_is_a_value_error(text):
 def test_stale_rule_stays_quiet_for_a_closed_market() -> None:
     """A market that closed or settled sends no ticks by design: `stale` does not fire for it."""
     from watcher.domain.market import Markets
-    from watcher.domain.positions import parse_positions
+    from watcher.domain.trades_file import parse_positions
     from watcher.rules import parse_rules
     from watcher.rules.engine import ClockEvent, evaluate
 

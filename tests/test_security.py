@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from watcher.app import Endpoint, Service
 from watcher.cli import main
-from watcher.domain.positions import load_positions
+from watcher.domain.trades_file import load_positions
 from watcher.errors import KeyFileError
 from watcher.kalshi.auth import KalshiSigner, load_private_key
 from watcher.kalshi.client import KalshiWebSocketClient

@@ -18,7 +18,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from watcher.domain.positions import Portfolio, load_positions
+from watcher.domain.positions import Portfolio
+from watcher.domain.trades_file import load_positions
 from watcher.errors import StorageError
 from watcher.kalshi.auth import KalshiSigner
 from watcher.kalshi.client import KalshiWebSocketClient

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from watcher.domain.positions import PositionsError, load_positions
+from watcher.domain.trades_file import PositionsError, load_positions
 from watcher.errors import ConfigError, KeyFileError
 from watcher.kalshi.auth import KalshiSigner
 from watcher.notify import validate_targets

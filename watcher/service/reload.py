@@ -14,7 +14,8 @@ from pathlib import Path
 
 import watchfiles
 
-from watcher.domain.positions import Portfolio, PositionsError, parse_positions
+from watcher.domain.positions import Portfolio
+from watcher.domain.trades_file import PositionsError, parse_positions
 from watcher.errors import ConfigError
 from watcher.rules import RulesConfig, RulesError, parse_rules
 from watcher.settings import Settings

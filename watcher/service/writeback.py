@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from watcher.domain.market import MarketState
-from watcher.domain.positions import PositionsError, parse_positions, pnl_dollars
+from watcher.domain.positions import pnl_dollars
+from watcher.domain.trades_file import PositionsError, parse_positions
 from watcher.kalshi.fixed import DOLLAR
 
 __all__ = ["BACKUP_SUFFIX", "FileChanged", "SettlementWriter", "write_settlement"]
