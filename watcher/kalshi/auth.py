@@ -22,7 +22,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
-from watcher.errors import KeyFileError
+from watcher.kalshi.errors import KeyFileError
 
 __all__ = [
     "SECRET_HEADERS",

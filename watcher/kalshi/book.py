@@ -13,8 +13,8 @@ Invariants kept by :class:`OrderBook`:
 - ``no_bids`` is always keyed by the NO-leg price, whichever ``use_yes_price`` convention the
   subscription used (a NO level reported at yes-leg price ``p`` is stored at ``1 − p``);
 - every stored level holds a positive count: a level that reaches zero is removed, and a delta
-  that would drive a level below zero raises :class:`~watcher.errors.ProtocolError` and leaves
-  the book invalid, because clamping would hide a lost message;
+  that would drive a level below zero raises :class:`~watcher.kalshi.errors.ProtocolError` and
+  leaves the book invalid, because clamping would hide a lost message;
 - an invalid book holds no levels and ignores deltas until the next snapshot (or REST resync).
 """
 
@@ -26,7 +26,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Literal, TypeAlias
 
-from watcher.errors import ProtocolError
+from watcher.kalshi.errors import ProtocolError
 from watcher.kalshi.fixed import DOLLAR, format_cents, micros_to_decimal, to_micros
 from watcher.kalshi.messages import (
     OrderbookDelta,

@@ -4,10 +4,13 @@ A thin loop around ``websockets.asyncio.client.connect`` (style.md habit 2). The
 ``async for ws in connect(...)`` is not used because it cannot re-sign headers per attempt and
 resets its backoff after any accepted handshake, so a server that accepts and closes at once
 would be hammered. Here every attempt gets a fresh signature, the backoff resets only after a
-healthy session, and :func:`classify_failure` is the one documented retry/fatal split.
+healthy session, and :func:`~watcher.kalshi.retry.classify_failure` is the one documented
+retry/fatal split.
 
 The receive loop only decodes (in :class:`~watcher.kalshi.protocol.KalshiProtocol`) and hands
-events to the registered handlers; the service's handler just enqueues.
+events to the registered handlers (:class:`~watcher.kalshi.dispatch.Router`); the service's
+handler just enqueues. Missed trades are fetched over REST by
+:class:`~watcher.kalshi.backfill.TradeBackfill`.
 """
 
 from __future__ import annotations
@@ -17,33 +20,22 @@ import contextlib
 import inspect
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import ConnectionClosed
 
-from watcher.errors import (
-    AuthenticationFailed,
-    ConnectionFailed,
-    RateLimited,
-    ServerRejected,
-    WatcherError,
-)
-from watcher.kalshi import messages as m
+from watcher.kalshi import USER_AGENT
 from watcher.kalshi.auth import KalshiSigner, redacting_logger
+from watcher.kalshi.backfill import TradeBackfill
 from watcher.kalshi.backoff import backoff
+from watcher.kalshi.dispatch import ClientStats, Handler, LateTrade, Router
 from watcher.kalshi.endpoints import resolve_endpoints
-from watcher.kalshi.protocol import (
-    CommandRejected,
-    DecodeFailure,
-    Event,
-    KalshiProtocol,
-    SequenceGapEvent,
-)
-from watcher.kalshi.rest import trade_from_rest
+from watcher.kalshi.errors import AuthenticationFailed, ConnectionFailed, KalshiError, RateLimited
+from watcher.kalshi.events import SequenceGapEvent
+from watcher.kalshi.protocol import KalshiProtocol
+from watcher.kalshi.retry import classify_failure, close_reason
 
 __all__ = [
     "MAX_FRAME_BYTES",
@@ -59,64 +51,10 @@ logger = logging.getLogger("watcher.feed")
 #: The logger our connections hand to websockets (its default name, so its levels apply).
 _ws_logger = redacting_logger("websockets.client")
 
-Handler = Callable[[Any], Awaitable[None] | None]
 #: Kalshi's documented message limit (§2.3).
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 #: Received frames websockets buffers before it stops reading the socket (TCP backpressure).
 FRAME_QUEUE_HIGH = 1024
-_SEEN_TRADES = 20_000
-AUTH_HINT = (
-    "check KALSHI_API_KEY_ID and KALSHI_PRIVATE_KEY_PATH, and that the key belongs to this"
-    " environment (demo keys only work against demo)"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class LateTrade:
-    """A trade recovered over REST after a ``trade`` sequence gap (rules see it marked late)."""
-
-    trade: m.Trade
-
-
-@dataclass(slots=True)
-class ClientStats:
-    """Counters for logs, the shutdown summary and metrics."""
-
-    messages: int = 0
-    by_type: dict[str, int] = field(default_factory=dict)
-    decode_errors: int = 0
-    unknown: int = 0
-    sequence_gaps: int = 0
-    command_errors: int = 0
-    connects: int = 0
-    reconnects: int = 0
-    backfilled_trades: int = 0
-    handler_errors: int = 0
-
-
-def classify_failure(exc: BaseException) -> WatcherError:
-    """Decide what a failed connection attempt means (websockets ``process_exception``).
-
-    Returns an :class:`AuthenticationFailed` (fatal: HTTP 401/403 or an unusable URL), a
-    :class:`RateLimited` (HTTP 429: back off longer), or a :class:`ConnectionFailed`
-    (anything else: network errors, timeouts, 5xx, a closed connection; retry).
-    """
-    if isinstance(exc, WatcherError):
-        return exc
-    if isinstance(exc, InvalidStatus):
-        status = exc.response.status_code
-        if status in (401, 403):
-            return AuthenticationFailed(
-                f"Kalshi rejected the WebSocket handshake: HTTP {status}; {AUTH_HINT}"
-            )
-        if status == 429:
-            return RateLimited("server rejected WebSocket connection: HTTP 429 too many requests")
-        return ServerRejected(status)
-    if isinstance(exc, InvalidURI):
-        return AuthenticationFailed(f"invalid WebSocket URL: {exc}")
-    if isinstance(exc, OSError | TimeoutError | InvalidHandshake | ConnectionClosed):
-        return ConnectionFailed(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-    raise exc
 
 
 class KalshiWebSocketClient:
@@ -143,7 +81,10 @@ class KalshiWebSocketClient:
         trace: called as ``trace(event, received_ns)`` just before each event is dispatched,
             with the ``time.perf_counter_ns()`` at which its frame arrived (``make bench``
             measures tick→decision latency with it; ``None`` costs one check per frame).
+        user_agent: the ``User-Agent`` header of the handshake; name your application in it.
     """
+
+    _drained: asyncio.Event | None  # set while drain() waits for the unsubscribe replies
 
     def __init__(
         self,
@@ -165,10 +106,11 @@ class KalshiWebSocketClient:
         rest: Any = None,
         debug: bool = False,
         trace: Callable[[Any, int], None] | None = None,
+        user_agent: str = USER_AGENT,
     ) -> None:
-        if signer is None and api_key_id and private_key_path:
-            signer = KalshiSigner.from_file(api_key_id, private_key_path, private_key_password)
         self.url = url or resolve_endpoints(demo=demo).ws_url
+        if signer is None:
+            signer = _signer(api_key_id, private_key_path, private_key_password)
         self.signer = signer
         self.auto_reconnect = auto_reconnect
         self.max_reconnect_delay = max_reconnect_delay
@@ -177,22 +119,13 @@ class KalshiWebSocketClient:
         self.rate_limit_delay = rate_limit_delay
         self.healthy_after = healthy_after
         self.open_timeout = open_timeout
+        self.user_agent = user_agent
         self.rest = rest
         self.trace = trace
         self.protocol = KalshiProtocol(use_yes_price=use_yes_price, debug=debug)
         self.stats = ClientStats()
         self.last_message_at: float | None = None  # monotonic time of the last frame
-        self._handlers: dict[str, list[Handler]] = {}
-        self._routes: dict[str, tuple[Handler, ...]] = {}  # kind → its handlers, then "*"
-        self._ws: ClientConnection | None = None
-        self._stop = asyncio.Event()
-        self._backoff = self._new_backoff()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._seen_trades: OrderedDict[str, None] = OrderedDict()
-        self._last_trade_ts: dict[str, int] = {}
-        self._session_started = 0.0
-        self._session_data = False
-        self._drained: asyncio.Event | None = None
+        self._init_state()
 
     def __repr__(self) -> str:
         state = "connected" if self.is_connected else "disconnected"
@@ -215,8 +148,7 @@ class KalshiWebSocketClient:
         that raises is logged (``stats.handler_errors``) and the feed goes on with the next
         handler and frame; cancellation still propagates.
         """
-        self._handlers.setdefault(message_type, []).append(handler)
-        self._routes.clear()
+        self._router.register(message_type, handler)
 
     async def connect(self) -> None:
         """Open the first connection, retrying per the backoff when ``auto_reconnect`` is on.
@@ -297,6 +229,17 @@ class KalshiWebSocketClient:
 
     # Private methods
 
+    def _init_state(self) -> None:
+        """Set up the private state: routing, trade backfill, the connection and its tasks."""
+        self._backfill = TradeBackfill(self.rest, self._deliver_late)
+        self._router = Router(self.stats, on_trade=self._backfill.remember, on_gap=self._on_gap)
+        self._ws: ClientConnection | None = None
+        self._stop = asyncio.Event()
+        self._backoff = self._new_backoff()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._session_started = 0.0
+        self._drained = None
+
     def _new_backoff(self) -> Any:
         return backoff(min_delay=self.min_reconnect_delay, max_delay=self.max_reconnect_delay)
 
@@ -318,14 +261,14 @@ class KalshiWebSocketClient:
                 # frames saved ~3% of the loop's time per frame under the bench's firehose.
                 # 1,024 ticker-sized frames are ~0.5 MB.
                 max_queue=(FRAME_QUEUE_HIGH, FRAME_QUEUE_HIGH // 4),
-                user_agent_header="watcher (Python websockets)",
+                user_agent_header=self.user_agent,
                 logger=_ws_logger,
             )
         except Exception as exc:
             raise classify_failure(exc) from exc
         self._ws = ws
         self._session_started = time.monotonic()
-        self._session_data = False
+        self._router.has_data = False
         self.stats.connects += 1
         if self.stats.connects > 1:
             self.stats.reconnects += 1
@@ -335,7 +278,7 @@ class KalshiWebSocketClient:
         self.protocol.connection_made()
         await self._flush()
         if self.stats.reconnects and self.rest is not None and "trade" in self.protocol.wanted:
-            self._spawn(self._backfill_after_reconnect())
+            self._spawn(self._backfill.after_reconnect(self.protocol.wanted))
 
     async def _serve_session(self, ws: ClientConnection) -> None:
         reason = "closed"
@@ -344,11 +287,11 @@ class KalshiWebSocketClient:
                 # bytes, not str: msgspec checks UTF-8 itself, so websockets need not decode.
                 await self._receive(await ws.recv(decode=False))
         except ConnectionClosed as exc:
-            reason = _close_reason(exc)
+            reason = close_reason(exc)
         finally:
             self._ws = None
             self.protocol.connection_lost()
-            healthy = self._session_data or (
+            healthy = self._router.has_data or (
                 time.monotonic() - self._session_started >= self.healthy_after
             )
             if healthy:
@@ -361,137 +304,30 @@ class KalshiWebSocketClient:
         trace = self.trace
         received_ns = time.perf_counter_ns() if trace is not None else 0
         protocol = self.protocol
+        route, failed = self._router.route, self._router.handler_failed
         protocol.receive_text(data)
         for event in protocol.events_received():
             if trace is not None:
                 trace(event, received_ns)
-            # _dispatch inlined: one coroutine less per frame on the hot path.
-            for handler in self._route(event):
+            # Router.dispatch inlined: one coroutine less per frame on the hot path.
+            for handler in route(event):
                 try:
                     result = handler(event)
                     if result is not None and inspect.isawaitable(result):
                         await result
                 except Exception as exc:  # a handler's bug must not end the feed
-                    self._handler_failed(handler, event, exc)
+                    failed(handler, event, exc)
         if protocol.has_data_to_send:
             await self._flush()
         if self._drained is not None and not protocol.subscriptions:
             self._drained.set()
 
-    async def _dispatch(self, event: Event | LateTrade) -> None:
-        for handler in self._route(event):
-            try:
-                result = handler(event)
-                if result is not None and inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                self._handler_failed(handler, event, exc)
+    async def _deliver_late(self, trade: LateTrade) -> None:
+        await self._router.dispatch(trade)
 
-    def _handler_failed(self, handler: Handler, event: object, exc: Exception) -> None:
-        """Log a handler's exception (traceback for the first few) and go on with the feed."""
-        self.stats.handler_errors += 1
-        n = self.stats.handler_errors
-        if n <= 5 or n % 1000 == 0:
-            logger.error(
-                "handler %s raised on a %s; the feed goes on (%d handler errors so far)",
-                getattr(handler, "__qualname__", repr(handler)),
-                type(event).__name__,
-                n,
-                exc_info=exc if n <= 5 else None,
-            )
-
-    def _route(self, event: Event | LateTrade) -> tuple[Handler, ...]:
-        """Count ``event`` and return its handlers (those of its kind, then ``"*"``)."""
-        kind = m.FRAME_TYPES.get(type(event))
-        if kind is None:
-            kind = self._note_event(event)  # type: ignore[arg-type]
-        else:
-            stats = self.stats
-            stats.messages += 1
-            stats.by_type[kind] = stats.by_type.get(kind, 0) + 1
-            if kind == "trade":
-                self._session_data = True
-                self._remember_trade(event)  # type: ignore[arg-type]
-            elif kind == "ticker":
-                self._session_data = True
-        handlers = self._routes.get(kind)
-        if handlers is None:
-            handlers = (*self._handlers.get(kind, ()), *self._handlers.get("*", ()))
-            self._routes[kind] = handlers
-        return handlers
-
-    def _note_event(
-        self,
-        event: m.UnknownMessage | DecodeFailure | SequenceGapEvent | CommandRejected | LateTrade,
-    ) -> str:
-        """Count and log an event that is not a known frame; return its handler kind."""
-        if isinstance(event, m.UnknownMessage):
-            self.stats.unknown += 1
-            if self.stats.unknown <= 5 or self.stats.unknown % 1000 == 0:
-                logger.info("unknown frame type %r (%d so far)", event.type, self.stats.unknown)
-            return "unknown"
-        if isinstance(event, DecodeFailure):
-            self.stats.decode_errors += 1
-            logger.warning(
-                "dropping undecodable frame (%d so far): %s; starts %r",
-                self.stats.decode_errors,
-                event.error,
-                event.error.raw[:80],
-            )
-            return "decode_error"
-        if isinstance(event, SequenceGapEvent):
-            self.stats.sequence_gaps += 1
-            if event.channel == "trade" and self.rest is not None:
-                self._spawn(self._backfill_trades(event))
-            return "sequence_gap"
-        if isinstance(event, CommandRejected):
-            self.stats.command_errors += 1
-            logger.warning(
-                "server refused %s: error %d %s",
-                _describe(event.command),
-                event.code,
-                event.message,
-            )
-            return "command_error"
-        self.stats.backfilled_trades += 1
-        return "late_trade"
-
-    def _remember_trade(self, trade: m.Trade) -> None:
-        seen = self._seen_trades
-        seen[trade.msg.trade_id] = None
-        if len(seen) > _SEEN_TRADES:
-            seen.popitem(last=False)
-        ts = m.timestamp_ms(trade.msg.ts_ms, trade.msg.ts, trade.sending_ts_ms)
-        if ts is not None:
-            self._last_trade_ts[trade.msg.market_ticker] = ts
-
-    async def _backfill_trades(self, gap: SequenceGapEvent) -> None:
-        """Fetch the trades a ``trade`` gap skipped over REST and hand them on as late."""
-        await self._backfill(gap.market_tickers or tuple(self._last_trade_ts))
-        logger.info("trade backfill after gap on sid %d done", gap.sid)
-
-    async def _backfill_after_reconnect(self) -> None:
-        """Trades made while the connection was down: a new connection restarts ``seq``, so
-        no gap can reveal them. Fetch what came after the last trade seen in each market."""
-        wanted = self.protocol.wanted.get("trade")
-        markets = tuple(self._last_trade_ts) if wanted is None else tuple(sorted(wanted))
-        await self._backfill([t for t in markets if t in self._last_trade_ts])
-
-    async def _backfill(self, markets: Iterable[str]) -> None:
-        for ticker in markets:
-            since = self._last_trade_ts.get(ticker)
-            min_ts = since // 1000 if since is not None else None
-            try:
-                trades = await self.rest.get_trades(ticker, min_ts=min_ts)
-            except WatcherError as exc:
-                logger.warning("trade backfill for %s failed: %s", ticker, exc)
-                continue
-            for rest_trade in sorted(trades, key=lambda t: t.ts_ms or 0):
-                if rest_trade.trade_id in self._seen_trades:
-                    continue
-                frame = trade_from_rest(rest_trade)
-                self._remember_trade(frame)
-                await self._dispatch(LateTrade(frame))
+    def _on_gap(self, gap: SequenceGapEvent) -> None:
+        if gap.channel == "trade" and self.rest is not None:
+            self._spawn(self._backfill.after_gap(gap))
 
     async def _flush(self) -> None:
         frames = self.protocol.data_to_send()
@@ -502,7 +338,7 @@ class KalshiWebSocketClient:
             with contextlib.suppress(ConnectionClosed):
                 await ws.send(frame, text=True)
 
-    async def _wait_before_retry(self, exc: WatcherError) -> None:
+    async def _wait_before_retry(self, exc: KalshiError) -> None:
         if isinstance(exc, AuthenticationFailed):
             raise exc
         delay: float = next(self._backoff)
@@ -525,20 +361,10 @@ class KalshiWebSocketClient:
                 await task
 
 
-def _close_reason(exc: ConnectionClosed | None, ws: ClientConnection | None = None) -> str:
-    frame = exc.rcvd if exc is not None else (ws.protocol.close_rcvd if ws is not None else None)
-    sent = exc.sent if exc is not None else None
-    if sent is not None and sent.code == 1011:
-        return "watchdog: no answer to pings, connection presumed dead"
-    if sent is not None and sent.code in (1002, 1007, 1009):
-        # We closed it: a protocol error, invalid data, or a frame over MAX_FRAME_BYTES.
-        return f"closed by watcher: close code {sent.code} {sent.reason}".strip()
-    if frame is None:
-        return "no close frame (connection dropped)"
-    return f"close code {frame.code} {frame.reason}".strip()
-
-
-def _describe(command: m.Command | None) -> str:
-    if command is None:
-        return "a command"
-    return f"{command.__struct_config__.tag} #{command.id}"
+def _signer(
+    api_key_id: str | None, private_key_path: str | None, password: str | None
+) -> KalshiSigner | None:
+    """The signer the seed API's key id and key file make, if both are given."""
+    if api_key_id and private_key_path:
+        return KalshiSigner.from_file(api_key_id, private_key_path, password)
+    return None

@@ -16,9 +16,9 @@ import logging
 import time
 from typing import Any, Protocol
 
-from watcher.errors import ProtocolError
 from watcher.kalshi import messages as m
 from watcher.kalshi.book import OrderBook, OrderBooks
+from watcher.kalshi.errors import ProtocolError
 
 __all__ = ["MessageHandlers", "MessageSink"]
 

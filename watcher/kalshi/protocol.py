@@ -23,8 +23,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from watcher.errors import DecodeError
 from watcher.kalshi import messages as m
+from watcher.kalshi.errors import DecodeError
+from watcher.kalshi.events import CommandRejected, DecodeFailure, Event, SequenceGapEvent
 
 __all__ = [
     "LIFECYCLE_CHANNELS",
@@ -49,36 +50,6 @@ LIFECYCLE_CHANNELS = frozenset({"market_lifecycle_v2", "multivariate_market_life
 class State(enum.Enum):
     CLOSED = "closed"
     OPEN = "open"
-
-
-@dataclass(frozen=True, slots=True)
-class SequenceGapEvent:
-    """A sequenced subscription skipped ``seq`` numbers: events were missed."""
-
-    sid: int
-    channel: str
-    expected: int
-    received: int
-    market_tickers: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class DecodeFailure:
-    """A frame could not be decoded; the session goes on."""
-
-    error: DecodeError
-
-
-@dataclass(frozen=True, slots=True)
-class CommandRejected:
-    """The server answered a command with an error frame."""
-
-    code: int
-    message: str
-    command: m.Command | None
-
-
-Event = m.Message | m.UnknownMessage | SequenceGapEvent | DecodeFailure | CommandRejected
 
 
 @dataclass(slots=True)

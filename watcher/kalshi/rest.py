@@ -8,15 +8,15 @@ It owns one :class:`httpx.AsyncClient` and is an async context manager::
 When a signer is given, every request carries fresh ``KALSHI-ACCESS-*`` headers signed over
 ``timestamp + "GET" + path``, where ``path`` is the request's URL path as sent (it includes
 ``/trade-api/v2``) without the query string (§2.1). httpx errors and error statuses are
-translated at this boundary into :mod:`watcher.errors`:
+translated at this boundary into :mod:`watcher.kalshi.errors`:
 
 ==========================  ======================================================
-HTTP 401 / 403              :class:`~watcher.errors.AuthenticationFailed`
-HTTP 429                    :class:`~watcher.errors.RateLimited`
-HTTP 404                    :class:`~watcher.errors.RestError` ``status=404``
-any other non-2xx status    :class:`~watcher.errors.RestError` with ``status``
-timeout, connection error   :class:`~watcher.errors.RestError` (``status=None``)
-a body that doesn't decode  :class:`~watcher.errors.DecodeError`
+HTTP 401 / 403              :class:`~watcher.kalshi.errors.AuthenticationFailed`
+HTTP 429                    :class:`~watcher.kalshi.errors.RateLimited`
+HTTP 404                    :class:`~watcher.kalshi.errors.RestError` ``status=404``
+any other non-2xx status    :class:`~watcher.kalshi.errors.RestError` with ``status``
+timeout, connection error   :class:`~watcher.kalshi.errors.RestError` (``status=None``)
+a body that doesn't decode  :class:`~watcher.kalshi.errors.DecodeError`
 ==========================  ======================================================
 
 Neither the private key nor credentials embedded in the base URL appear in a repr, log line
@@ -33,9 +33,9 @@ from urllib.parse import quote
 
 import httpx
 
-from watcher import __version__
-from watcher.errors import AuthenticationFailed, DecodeError, RateLimited, RestError
+from watcher.kalshi import USER_AGENT
 from watcher.kalshi.auth import KalshiSigner
+from watcher.kalshi.errors import AuthenticationFailed, DecodeError, RateLimited, RestError
 from watcher.kalshi.messages import (
     RestMarket,
     RestMarketResponse,
@@ -69,6 +69,7 @@ class KalshiRestClient:
         signer: signs every request when given; market data endpoints work without one.
         timeout: seconds allowed for connecting, each read and each write.
         transport: an httpx transport to use instead of the network (proxies, tests).
+        user_agent: the ``User-Agent`` header; name your application in it.
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class KalshiRestClient:
         signer: KalshiSigner | None = None,
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        user_agent: str = USER_AGENT,
     ) -> None:
         self._signer = signer
         self._timeout = timeout
@@ -86,7 +88,7 @@ class KalshiRestClient:
             timeout=timeout,
             transport=transport,
             follow_redirects=False,
-            headers={"Accept": "application/json", "User-Agent": f"watcher/{__version__}"},
+            headers={"Accept": "application/json", "User-Agent": user_agent},
         )
         self._origin = _origin(self._client.base_url)
 

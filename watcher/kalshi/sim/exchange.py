@@ -21,31 +21,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
-import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Literal, Self
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from watcher.kalshi import messages as m
 from watcher.kalshi.auth import PublicKey, redacting_logger
 from watcher.kalshi.fixed import parse_micros
-from watcher.kalshi.sim.http import MAX_CLOCK_SKEW_MS, HttpFront, header
+from watcher.kalshi.sim.connections import Connections
+from watcher.kalshi.sim.http import MAX_CLOCK_SKEW_MS, HttpFront
 from watcher.kalshi.sim.market import (
     MarketUpdate,
     SimMarket,
     SimMarketSpec,
-    TradeRecord,
     random_uuid,
 )
-from watcher.kalshi.sim.session import SimSession
+from watcher.kalshi.sim.state import ExchangeState
 from watcher.kalshi.sim.wire import (
-    DATA_CHANNELS,
     ERROR_TEXT,
     HEARTBEAT_INTERVAL,
     REST_PREFIX,
@@ -72,7 +67,6 @@ __all__ = [
 logger = logging.getLogger("watcher.sim")
 
 DEFAULT_WAIT = 5.0
-FLUSH_TIMEOUT = 2.0
 
 
 class SimulatedExchange:
@@ -106,31 +100,23 @@ class SimulatedExchange:
         self._host, self._port = host, port
         self._tick_interval = tick_interval
         self._trade_probability = trade_probability
-        self._rng = random.Random(seed)
-        self._specs = dict(markets or {})
-        self._markets: dict[str, SimMarket] = {}
-        self._by_id: dict[str, str] = {}
-        self._sessions: list[SimSession] = []
-        self._sids = itertools.count(1)
-        self._gaps: set[str] = set()
-        self._accept_then_close = 0
-        self._changed = asyncio.Event()
+        self._state = ExchangeState(stats=self.stats, seed=seed, specs=markets)
+        self._connections = Connections(self._state)
+        self._sessions = self._connections.sessions  # the same list (soak/faults.py reads it)
         self._http = HttpFront(
             public_keys=public_keys,
             stats=self.stats,
             market=self.market,
-            every=lambda: list(self._markets.values()),
+            every=lambda: list(self._state.markets.values()),
         )
         self._server: Server | None = None
         self._clock: asyncio.Task[None] | None = None
-        for ticker in self._specs:
-            self.market(ticker)
 
     def __repr__(self) -> str:
         where = self.ws_url if self._server else "not started"
         return (
             f"<SimulatedExchange {where} connections={len(self._sessions)}"
-            f" markets={len(self._markets)}>"
+            f" markets={len(self._state.markets)}>"
         )
 
     async def __aenter__(self) -> Self:
@@ -198,12 +184,7 @@ class SimulatedExchange:
     def market(self, ticker: str) -> SimMarket:
         """The live state of a market, created on demand (tickers containing ``UNKNOWN``
         behave as markets Kalshi does not know)."""
-        market = self._markets.get(ticker)
-        if market is None:
-            market = SimMarket(ticker, self._specs.get(ticker), self._rng, now_ms())
-            self._markets[ticker] = market
-            self._by_id[market.market_id] = ticker
-        return market
+        return self._state.market(ticker)
 
     def set_quote(
         self, ticker: str, *, yes_bid: str, yes_ask: str, last: str | None = None
@@ -213,8 +194,8 @@ class SimulatedExchange:
         The market stops walking and trading at random; set ``market(t).pinned = False`` to
         let it walk again. Raises ValueError unless ``0 < yes_bid < yes_ask < 1``.
         """
-        update = self.market(ticker).set_quote(yes_bid, yes_ask, last, self._rng, now_ms())
-        self._deliver([update])
+        update = self.market(ticker).set_quote(yes_bid, yes_ask, last, self._state.rng, now_ms())
+        self._connections.deliver([update])
 
     def push_trade(
         self, ticker: str, *, yes_price: str, count: str, taker_side: Literal["yes", "no"] = "yes"
@@ -222,20 +203,24 @@ class SimulatedExchange:
         """Make one trade now, push it (and a ticker frame) to subscribers; return its id."""
         market, now = self.market(ticker), now_ms()
         record = market.record_trade(
-            parse_micros(yes_price), parse_micros(count), taker_side, now, random_uuid(self._rng)
+            parse_micros(yes_price),
+            parse_micros(count),
+            taker_side,
+            now,
+            random_uuid(self._state.rng),
         )
-        self._deliver([MarketUpdate(ticker, market.ticker_msg(now), (record,))])
+        self._connections.deliver([MarketUpdate(ticker, market.ticker_msg(now), (record,))])
         return record.trade_id
 
     async def create_market(self, ticker: str, spec: SimMarketSpec | None = None) -> SimMarket:
         """Create a market and announce it with a ``created`` lifecycle event."""
-        if ticker in self._markets:
+        if ticker in self._state.markets:
             raise ValueError(f"market already exists: {ticker}")
         if spec is not None:
-            self._specs[ticker] = spec
+            self._state.specs[ticker] = spec
         market = self.market(ticker)
-        self._deliver([market.created(now_ms())])
-        await self._flush()
+        self._connections.deliver([market.created(now_ms())])
+        await self._connections.flush()
         return market
 
     async def settle(self, ticker: str, result: Literal["yes", "no"]) -> None:
@@ -243,8 +228,8 @@ class SimulatedExchange:
         ``settled``; REST then reports ``status: finalized`` and the result."""
         if result not in ("yes", "no"):
             raise ValueError(f"result must be 'yes' or 'no', but got {result!r}")
-        self._deliver([self.market(ticker).settle(result, now_ms())])
-        await self._flush()
+        self._connections.deliver([self.market(ticker).settle(result, now_ms())])
+        await self._connections.flush()
 
     async def wait_connected(
         self,
@@ -252,7 +237,9 @@ class SimulatedExchange:
         timeout: float = DEFAULT_WAIT,  # noqa: ASYNC109 (the documented API)
     ) -> None:
         """Wait until the ``n``-th handshake has been accepted. Raises TimeoutError."""
-        await self._wait(lambda: self.stats.connections_accepted >= n, timeout, f"connection #{n}")
+        await self._state.wait(
+            lambda: self.stats.connections_accepted >= n, timeout, f"connection #{n}"
+        )
 
     async def wait_subscribed(
         self,
@@ -261,7 +248,7 @@ class SimulatedExchange:
         timeout: float = DEFAULT_WAIT,  # noqa: ASYNC109 (the documented API)
     ) -> None:
         """Wait until an open connection has ``channel`` covering ``ticker``."""
-        await self._wait(
+        await self._state.wait(
             lambda: any(
                 s.channel == channel and s.covers(ticker)
                 for session in self._sessions
@@ -280,7 +267,7 @@ class SimulatedExchange:
 
     def accept_then_close(self, times: int = 1) -> None:
         """Accept the next ``times`` handshakes, then close each at once (code 1001)."""
-        self._accept_then_close += times
+        self._connections.accept_then_close += times
 
     def reject_handshakes(self, status: int, times: int = 1) -> None:
         """Answer the next ``times`` handshakes with HTTP ``status`` (401, 403, 429, 503…)."""
@@ -306,14 +293,14 @@ class SimulatedExchange:
         For ``trade``, the skipped number belongs to a real trade that is never sent but is
         listed by ``GET /markets/trades``, so a client can backfill it.
         """
-        self._gaps.add(channel)
+        self._state.add_gap(channel)
 
     async def malformed(self, payload: bytes | str) -> None:
         """Send ``payload`` as a raw text frame to every connection (bytes are not checked:
         use them for invalid UTF-8). Counted as ``frames_sent["malformed"]``."""
         for session in self._sessions:
             session.send_raw(payload)
-        await self._flush()
+        await self._connections.flush()
 
     async def error_frame(self, code: int, sid: int) -> None:
         """Send an error frame scoped to ``sid``; codes 10 and 25 are terminal (the sid ends).
@@ -326,34 +313,8 @@ class SimulatedExchange:
             raise ValueError(f"no open subscription with sid {sid}")
         for session in owners:
             session.send_error(code, sid)
-        self._notify()
-        await self._flush()
-
-    # Private methods: used by sessions
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    def _next_sid(self) -> int:
-        return next(self._sids)
-
-    def _ticker_for_id(self, market_id: str) -> str | None:
-        return self._by_id.get(market_id)
-
-    def _take_gap(self, channel: str) -> bool:
-        if channel in self._gaps:
-            self._gaps.discard(channel)
-            return True
-        return False
-
-    def _lost_trade(self, like: TradeRecord) -> None:
-        self.market(like.market_ticker).record_trade(
-            like.yes_price, like.count, like.taker_side, like.ts_ms, random_uuid(self._rng)
-        )
-
-    def _quote(self, ticker: str) -> MarketUpdate:
-        return MarketUpdate(ticker, self.market(ticker).ticker_msg(now_ms()))
+        self._state.notify()
+        await self._connections.flush()
 
     # Private methods
 
@@ -363,43 +324,20 @@ class SimulatedExchange:
         host = f"[{self._host}]" if ":" in self._host else self._host
         return f"{host}:{self._port}"
 
-    def _deliver(self, updates: Sequence[MarketUpdate]) -> None:
-        for session in self._sessions:
-            session.deliver(updates)
-
-    async def _flush(self) -> None:
-        waits = [session.drained() for session in self._sessions]
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(FLUSH_TIMEOUT):
-                await asyncio.gather(*waits)
-
-    async def _wait(self, predicate: Callable[[], bool], limit: float, what: str) -> None:
-        try:
-            async with asyncio.timeout(limit):
-                while not predicate():
-                    await self._changed.wait()
-        except TimeoutError:
-            raise TimeoutError(f"timed out after {limit} s waiting for {what}") from None
-
     async def _run_clock(self) -> None:
         while True:
             await asyncio.sleep(self._tick_interval)
             now = now_ms()
             updates = [
-                market.step(self._rng, now, self._trade_probability)
+                market.step(self._state.rng, now, self._trade_probability)
                 for market in self._walking(now)
             ]
             if updates:
-                self._deliver(updates)
+                self._connections.deliver(updates)
 
     def _walking(self, now: int) -> list[SimMarket]:
         """Markets some data subscription wants, that are trading and not pinned."""
-        wanted: set[str] = set()
-        for session in self._sessions:
-            for sub in session.subs.values():
-                if sub.channel in DATA_CHANNELS:
-                    wanted |= set(self._markets) if sub.tickers is None else sub.tickers
-        markets = (self.market(ticker) for ticker in sorted(wanted))
+        markets = (self.market(ticker) for ticker in sorted(self._connections.wanted()))
         return [mk for mk in markets if mk.is_trading(now) and not mk.pinned]
 
     # Private methods: HTTP
@@ -410,34 +348,7 @@ class SimulatedExchange:
     # Private methods: WebSocket
 
     async def _handle(self, ws: ServerConnection) -> None:
-        commands: list[m.Command] = []
-        self.stats.connections_accepted += 1
-        self.stats.commands.append(commands)
-        if ws.request is not None and (
-            stamp := header(ws.request.headers, "KALSHI-ACCESS-TIMESTAMP")
-        ):
-            self.stats.handshake_timestamps.append(stamp)
-        self._notify()
-        if self._accept_then_close > 0:
-            self._accept_then_close -= 1
-            logger.info("closing accepted connection by fault injection")
-            await ws.close(1001, "going away")
-            return
-        session = SimSession(self, ws, commands)
-        self._sessions.append(session)
-        sender = asyncio.create_task(session.run_sender(), name="watcher.sim sender")
-        try:
-            async for message in ws:
-                session.receive(message)
-        except ConnectionClosed:
-            pass
-        finally:
-            self._sessions.remove(session)
-            session.closed()
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
-            self._notify()
+        await self._connections.serve(ws, heartbeat_interval=self.heartbeat_interval)
 
 
 async def run_simulator(

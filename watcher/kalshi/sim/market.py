@@ -8,8 +8,8 @@ into frames. Prices walk on a half-cent grid in YES terms (``0.4550`` happens), 
 bids only, as Kalshi publishes it: YES bids at ``yes_bid`` and below, NO bids (NO-leg prices) at
 ``1 - yes_ask`` and below.
 
-Value types and wire formatting live in :mod:`watcher.kalshi.sim.values` and REST routing in
-:mod:`watcher.kalshi.sim.rest`; their public names are re-exported here.
+Value types and wire formatting live in :mod:`watcher.kalshi.sim.values`; their public names
+are re-exported here. REST routing (:mod:`watcher.kalshi.sim.rest`) builds on this module.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from watcher.kalshi.messages import (
     OrderbookSnapshotMsg,
     TickerMsg,
 )
-from watcher.kalshi.sim.rest import route_rest
 from watcher.kalshi.sim.values import (
     BOOK_DEPTH,
     CONTRACT,
@@ -60,7 +59,6 @@ __all__ = [
     "dollars",
     "random_uuid",
     "rfc3339",
-    "route_rest",
     "yes_leg",
 ]
 

@@ -7,11 +7,10 @@ market model of :mod:`watcher.kalshi.sim.market`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
-if TYPE_CHECKING:
-    from watcher.kalshi.sim.market import SimMarket
+from watcher.kalshi.sim.market import SimMarket
 
 __all__ = ["route_rest"]
 

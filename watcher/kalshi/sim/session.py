@@ -11,15 +11,16 @@ import contextlib
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from watcher.errors import DecodeError
 from watcher.kalshi import messages as m
+from watcher.kalshi.errors import DecodeError
 from watcher.kalshi.sim.market import MarketUpdate, TradeRecord, yes_leg
+from watcher.kalshi.sim.state import ExchangeState
 from watcher.kalshi.sim.wire import (
     ACTIONS,
     ERROR_TEXT,
@@ -32,9 +33,6 @@ from watcher.kalshi.sim.wire import (
     precheck,
     single_sid,
 )
-
-if TYPE_CHECKING:
-    from watcher.kalshi.sim.exchange import SimulatedExchange
 
 __all__ = ["SimSession", "SimSubscription"]
 
@@ -67,12 +65,25 @@ class SimSubscription:
 
 
 class SimSession:
-    """One accepted WebSocket: its subscriptions, outbox and sender task."""
+    """One accepted WebSocket: its subscriptions, outbox and sender task.
+
+    Args:
+        state: what the exchange's connections share (markets, sids, scripted gaps, counters).
+        ws: the accepted connection.
+        commands: every command decoded on it is appended here (tests read them).
+        heartbeat_interval: seconds between heartbeat pings.
+    """
 
     def __init__(
-        self, sim: SimulatedExchange, ws: ServerConnection, commands: list[m.Command]
+        self,
+        state: ExchangeState,
+        ws: ServerConnection,
+        commands: list[m.Command],
+        *,
+        heartbeat_interval: float,
     ) -> None:
-        self.sim = sim
+        self.state = state
+        self.heartbeat_interval = heartbeat_interval
         self.ws = ws
         self.commands = commands
         self.subs: dict[int, SimSubscription] = {}
@@ -115,7 +126,7 @@ class SimSession:
         else:
             infos = [m.SubscriptionInfo(channel=s.channel, sid=s.sid) for s in self.subs.values()]
             self._push("ok", m.Ok(id=cmd_id, msg=infos))
-        self.sim._notify()
+        self.state.notify()
         return None
 
     def deliver(self, updates: Sequence[MarketUpdate]) -> None:
@@ -171,7 +182,7 @@ class SimSession:
     async def run_sender(self) -> None:
         """Write the outbox in order and send heartbeat pings; the connection's only writer."""
         loop = asyncio.get_running_loop()
-        interval = self.sim.heartbeat_interval
+        interval = self.heartbeat_interval
         next_ping = loop.time() + interval
         with contextlib.suppress(ConnectionClosed):
             while True:
@@ -179,7 +190,7 @@ class SimSession:
                 while self._outbox and not self.is_silenced:
                     item = self._outbox.popleft()
                     await self.ws.send(item.data, text=True)
-                    self.sim.stats._record(item)
+                    self.state.stats._record(item)
                 if self._outbox:
                     continue  # silenced mid-way
                 self._drained.set()
@@ -213,14 +224,15 @@ class SimSession:
             if sub.channel == "orderbook_delta":
                 self._snapshots(sub, added, None)
             elif sub.channel == "ticker" and p.send_initial_snapshot:
-                self.deliver([self.sim._quote(t) for t in added if not self.sim.market(t).unknown])
+                known = [t for t in added if not self.state.market(t).unknown]
+                self.deliver([self.state.quote(t) for t in known])
         return None
 
     def _open(
         self, cmd_id: int | None, channel: str, tickers: list[str], p: m.SubscribeParams
     ) -> SimSubscription:
         sub = SimSubscription(
-            self.sim._next_sid(),
+            self.state.next_sid(),
             channel,
             None if channel in GLOBAL or not tickers else set(tickers),
             use_yes_price=bool(p.use_yes_price),
@@ -270,12 +282,12 @@ class SimSession:
         many_ids: list[str] | None,
     ) -> list[str]:
         ids = ([one_id] if one_id else []) + (many_ids or [])
-        found = [t for t in map(self.sim._ticker_for_id, ids) if t]
+        found = [t for t in map(self.state.ticker_for_id, ids) if t]
         return list(dict.fromkeys(([one] if one else []) + (many or []) + found))
 
     def _snapshots(self, sub: SimSubscription, tickers: Iterable[str], cmd_id: int | None) -> None:
         for ticker in tickers:
-            market = self.sim.market(ticker)
+            market = self.state.market(ticker)
             if market.unknown:
                 continue  # Kalshi accepts unknown tickers silently and sends nothing
             frame = m.OrderbookSnapshot(
@@ -323,10 +335,10 @@ class SimSession:
                 self._push("market_lifecycle_v2", life, ticker)
 
     def _next_seq(self, sub: SimSubscription, trade: TradeRecord | None) -> int:
-        if self.sim._take_gap(sub.channel):
+        if self.state.take_gap(sub.channel):
             sub.seq += 1  # never sent; a skipped trade still exists for REST backfill
             if trade is not None:
-                self.sim._lost_trade(trade)
+                self.state.lost_trade(trade)
         sub.seq += 1
         return sub.seq
 

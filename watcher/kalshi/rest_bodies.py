@@ -1,0 +1,87 @@
+"""The bodies of the Kalshi REST answers watcher reads (kalshi-protocol.md §11), and their decoder.
+
+Sans-I/O. Only the fields watcher uses are declared; the rest are ignored.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from watcher.kalshi.errors import DecodeError
+from watcher.kalshi.payloads import KalshiStruct, Side
+
+__all__ = [
+    "RestMarket",
+    "RestMarketResponse",
+    "RestOrderbook",
+    "RestOrderbookResponse",
+    "RestTrade",
+    "RestTradesResponse",
+    "decode_rest",
+]
+
+
+class RestMarket(KalshiStruct, kw_only=True, frozen=True):
+    """The fields of ``GET /markets/{ticker}`` that watcher uses; the rest are ignored."""
+
+    ticker: str
+    event_ticker: str | None = None
+    title: str | None = None
+    yes_sub_title: str | None = None
+    no_sub_title: str | None = None
+    status: str | None = None
+    open_time: str | None = None
+    close_time: str | None = None
+    latest_expiration_time: str | None = None
+    result: str | None = None
+    yes_bid_dollars: Decimal | None = None
+    yes_ask_dollars: Decimal | None = None
+    no_bid_dollars: Decimal | None = None
+    no_ask_dollars: Decimal | None = None
+    last_price_dollars: Decimal | None = None
+    volume_fp: Decimal | None = None
+    open_interest_fp: Decimal | None = None
+    yes_bid_size_fp: Decimal | None = None
+    yes_ask_size_fp: Decimal | None = None
+    settlement_value_dollars: Decimal | None = None
+    can_close_early: bool | None = None
+
+
+class RestMarketResponse(KalshiStruct, kw_only=True, frozen=True):
+    market: RestMarket
+
+
+class RestOrderbook(KalshiStruct, kw_only=True, frozen=True):
+    yes_dollars: list[tuple[Decimal, Decimal]] | None = None
+    no_dollars: list[tuple[Decimal, Decimal]] | None = None
+
+
+class RestOrderbookResponse(KalshiStruct, kw_only=True, frozen=True):
+    orderbook_fp: RestOrderbook
+
+
+class RestTrade(KalshiStruct, kw_only=True, frozen=True):
+    trade_id: str
+    ticker: str
+    yes_price_dollars: Decimal
+    no_price_dollars: Decimal
+    count_fp: Decimal
+    taker_side: Side | None = None
+    created_time: str | None = None
+    ts_ms: int | None = None
+
+
+class RestTradesResponse(KalshiStruct, kw_only=True, frozen=True):
+    trades: list[RestTrade] = []  # noqa: RUF012 (msgspec copies a Struct's defaults)
+    cursor: str | None = None
+
+
+def decode_rest(data: str | bytes, type_: type[Any]) -> Any:
+    """Decode a REST body into ``type_``. Raises :class:`DecodeError`."""
+    try:
+        return msgspec.json.decode(data, type=type_)
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"invalid {type_.__name__} body: {exc}", data) from exc
