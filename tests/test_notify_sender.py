@@ -360,3 +360,51 @@ async def test_send_test_reports_each_service_result(http):
     assert [r.target for r in only_b] == ["b", "b"]
     [unknown] = await send_test(targets, "nobody")
     assert (unknown.status, unknown.detail) == (SendStatus.CONFIG_ERROR, "unknown target")
+
+
+# The sender over the port: an AlertStore and the in-repo FakeNotifier (no network)
+
+
+@pytest.fixture
+async def store(tmp_path):
+    from watcher.store import open_backend
+
+    alert_store = await open_backend(tmp_path / "watcher.db").alert_store()
+    yield alert_store
+    await alert_store.close()
+
+
+async def test_sender_retries_a_scripted_failure_through_the_fake_notifier(store):
+    """A FAILED outcome is retried; the next DELIVERED one closes the row with 2 attempts."""
+    from watcher.notify.fake import FakeNotifier
+
+    notifier = FakeNotifier({"json://hook": [SendStatus.FAILED, SendStatus.DELIVERED]})
+    await store.record([make_alert()], now_ms=NOW)
+    async with Sender(store, {"hook": "json://hook"}, notifier=notifier, **FAST) as sender:
+        sender.wake()
+        async with asyncio.timeout(WAIT):
+            while await store.next_due_ms() is not None:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+    [record] = await store.recent()
+    assert [(d.status, d.attempts) for d in record.deliveries] == [(DeliveryStatus.DELIVERED, 2)]
+    assert [m.status for m in notifier.messages_to("json://hook")] == [
+        SendStatus.FAILED,
+        SendStatus.DELIVERED,
+    ]
+    assert notifier.sent[-1].title == make_alert().title
+
+
+async def test_sender_marks_an_unloadable_url_as_config_error_without_sending(store):
+    """A URL the notifier cannot load is a config_error: nothing is sent, never retried."""
+    from watcher.notify.fake import FakeNotifier
+
+    notifier = FakeNotifier(unloadable=["bad://x"])
+    await store.record([make_alert()], now_ms=NOW)
+    async with Sender(store, {"hook": "bad://x"}, notifier=notifier, **FAST) as sender:
+        sender.wake()
+        async with asyncio.timeout(WAIT):
+            while await store.next_due_ms() is not None:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+    [record] = await store.recent()
+    assert record.deliveries[0].status == DeliveryStatus.CONFIG_ERROR
+    assert notifier.sent == []

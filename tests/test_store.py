@@ -497,9 +497,9 @@ async def test_default_queue_holds_one_batch_besides_the_one_being_written(db, r
 async def test_writer_connection_keeps_a_small_page_cache(db):
     """The writer's connection caps SQLite's page cache at WRITER_CACHE_KIB (issue 5: RSS)."""
     async with StoreWriter(db) as writer:
-        conn = writer._conn
+        conn = writer._thread.conn
         assert conn is not None
-        cache = await writer._in_thread(lambda: conn.execute("PRAGMA cache_size").fetchone()[0])
+        cache = await writer._thread.call(lambda: conn.execute("PRAGMA cache_size").fetchone()[0])
     assert cache == -WRITER_CACHE_KIB
 
 

@@ -1,10 +1,8 @@
-"""Apprise at the boundary: URL parsing, privacy masking, secret redaction and one-URL sends.
+"""Apprise at the boundary: URL parsing, privacy masking and one-URL sends.
 
 Every Apprise URL the service knows goes through :func:`build_service` or :func:`mask_url`, which
-register the URL's secrets (password, tokens Apprise masks itself, and every query value such as
-``+X-Api-Key=...`` headers that Apprise's own privacy mode leaves visible) with a filter on the
-``apprise`` logger. So neither our logs nor Apprise's own (even at DEBUG) nor the error text we
-store can carry them. A URL is only ever printed through :func:`mask_url`.
+register the URL's secrets with :mod:`watcher.notify.redact` before Apprise sees it, so no log
+record nor stored error text can carry them. A URL is only ever printed through :func:`mask_url`.
 
 Apprise 2.2 reports delivery as an ``AppriseResult`` whose ``status`` is SUCCESS, FAILURE,
 TIMEOUT or NOMATCH. The asset's ``service_timeout`` bounds each send, and ``async_notify`` runs
@@ -18,17 +16,29 @@ console never needs it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import re
 import threading
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
-from urllib.parse import parse_qsl, unquote, unquote_plus, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from watcher.notify.redact import (
+    HTTP_LOGGERS,
+    MASK,
+    MIN_SECRET_LENGTH,
+    SAFE_QUERY_KEYS,
+    emit_held,
+    holding_apprise_logs,
+    redact,
+    remember_parsed,
+    remember_url,
+)
+
+# HTTP_LOGGERS, MIN_SECRET_LENGTH and redact moved to watcher.notify.redact; they are still
+# exported here for the code and tests that import them from this module.
 __all__ = [
     "HTTP_LOGGERS",
     "MIN_SECRET_LENGTH",
@@ -47,44 +57,8 @@ __all__ = [
 
 logger = logging.getLogger("watcher.notify")
 
-#: Shorter fragments are not redacted (replacing "a" everywhere would make logs unreadable).
-MIN_SECRET_LENGTH = 3
-#: Query keys whose values are harmless and stay visible in a masked URL.
-SAFE_QUERY_KEYS = frozenset(
-    {
-        "method",
-        "overflow",
-        "retry",
-        "wait",
-        "optional",
-        "format",
-        "mode",
-        "cto",
-        "rto",
-        "image",
-        "footer",
-        "timestamp",
-        "blocks",
-        "detect",
-        "silent",
-        "preview",
-        "album",
-        "content",
-        "mdv",
-        "emojis",
-        "verify",
-        "priority",
-        "from",
-        "to",
-        "smtp",
-        "name",
-    }
-)
-#: Tokens of an unparseable URL are redacted from this length (shorter ones are ordinary words).
-FALLBACK_LENGTH = 6
-MASK = "***"
+#: Characters of an Apprise error message kept in an outcome's ``detail``.
 MAX_DETAIL = 300
-_TOKEN_SPLIT = re.compile(r"[/?&=:@#,;\s]+")
 
 
 class SendStatus(StrEnum):
@@ -125,114 +99,8 @@ class TargetResult:
         return f"{text} ({self.detail})" if self.detail else text
 
 
-# Secret redaction ----------------------------------------------------------------------------
-
-
-class _Redactor(logging.Filter):
-    """Replace every registered secret in ``apprise`` log records by ``***``.
-
-    While a thread is inside :meth:`holding`, its records are held back instead, so that
-    secrets learnt only after Apprise parsed a URL are redacted before the records go out.
-    """
-
-    def __init__(self) -> None:
-        super().__init__("apprise")
-        self._secrets: tuple[str, ...] = ()  # longest first: a secret containing another wins
-        self._lock = threading.Lock()
-        self._local = threading.local()
-
-    def add(self, secrets: set[str]) -> None:
-        fresh = {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}
-        with self._lock:
-            merged = fresh.union(self._secrets)
-            self._secrets = tuple(sorted(merged, key=len, reverse=True))
-
-    def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, MASK)
-        return text
-
-    @contextlib.contextmanager
-    def holding(self) -> Iterator[list[logging.LogRecord]]:
-        held: list[logging.LogRecord] = []
-        self._local.held = held
-        try:
-            yield held
-        finally:
-            self._local.held = None
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        held = getattr(self._local, "held", None)
-        if held is not None:
-            held.append(record)
-            return False
-        message = record.getMessage()
-        cleaned = self.redact(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        return True
-
-
-class _RedactOnly(logging.Filter):
-    """Redact registered secrets from the HTTP libraries Apprise sends through.
-
-    At DEBUG, urllib3 logs every request line (``"POST /path?token=... HTTP/1.1" 200``), and a
-    logger's filters only see records created on that very logger, so the ``apprise`` filter
-    does not cover it.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = _REDACTOR.redact(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        return True
-
-
-_REDACTOR = _Redactor()
-_APPRISE_LOGGER = logging.getLogger("apprise")
-_APPRISE_LOGGER.addFilter(_REDACTOR)
-#: Loggers of the libraries Apprise's plugins send through, which may log request URLs.
-HTTP_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry", "requests")
-for _name in HTTP_LOGGERS:
-    logging.getLogger(_name).addFilter(_RedactOnly())
 _LOAD_LOCK = threading.Lock()
 _loaded = False
-
-
-def redact(text: str) -> str:
-    """Return ``text`` with every secret of every URL seen so far replaced by ``***``."""
-    return _REDACTOR.redact(text)
-
-
-def _url_secrets(url: str) -> set[str]:
-    """Everything in ``url`` that may be secret: the password and non-harmless query values."""
-    secrets: set[str] = set()
-    try:
-        parts = urlsplit(url)
-        if parts.password:
-            secrets |= {parts.password, unquote(parts.password)}
-        for pair in parts.query.split("&"):
-            key, _, raw = pair.partition("=")
-            if unquote_plus(key).strip().lower() not in SAFE_QUERY_KEYS:
-                secrets |= {raw, unquote(raw), unquote_plus(raw)}
-    except ValueError:
-        secrets |= _all_tokens(url)
-    return secrets
-
-
-def _all_tokens(url: str) -> set[str]:
-    """Every long token of a URL Apprise could not parse: we cannot tell which ones are secret."""
-    scheme, _, rest = url.partition("://")
-    return {t for t in _TOKEN_SPLIT.split(unquote(rest or scheme)) if len(t) >= FALLBACK_LENGTH}
-
-
-def _privacy_secrets(service: Any) -> set[str]:
-    """Tokens Apprise hides in its privacy URL are secrets too (bot tokens, webhook keys...)."""
-    plain = set(_TOKEN_SPLIT.split(unquote(service.url(privacy=False))))
-    masked = set(_TOKEN_SPLIT.split(unquote(service.url(privacy=True))))
-    return {t for t in plain - masked if len(t) >= MIN_SECRET_LENGTH}
 
 
 # Parsing -------------------------------------------------------------------------------------
@@ -270,16 +138,15 @@ def build_service(url: str, *, timeout: float = 10.0) -> Any | None:
     Returns:
         The ``Apprise`` object, or None when Apprise cannot parse or load the URL.
     """
-    _REDACTOR.add(_url_secrets(url))
+    remember_url(url)
     _ensure_plugins_loaded()
     import apprise
 
     asset = make_asset(timeout=timeout)
-    with _REDACTOR.holding() as held:
+    with holding_apprise_logs() as held:
         service = apprise.Apprise.instantiate(url, asset=asset)
-    _REDACTOR.add(_all_tokens(url) if service is None else _privacy_secrets(service))
-    for record in held:
-        _APPRISE_LOGGER.handle(record)
+    remember_parsed(url, service)
+    emit_held(held)
     return None if service is None else apprise.Apprise(service, asset=asset)
 
 

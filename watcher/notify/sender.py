@@ -1,9 +1,10 @@
-"""The one task that delivers the outbox through Apprise.
+"""The one task that delivers the outbox through a :class:`~watcher.notify.ports.Notifier`.
 
 The sender wakes when the app records alerts (:meth:`Sender.wake`) and when a retry is due,
-reads the due deliveries from the :class:`~watcher.notify.outbox.Outbox`, and sends one message
-per target: deliveries for a target that was sent to less than ``coalesce_window`` seconds ago
-wait for the end of that window and then go together as one message ("3 alerts"). Each row is
+claims the due deliveries from the :class:`~watcher.store.ports.AlertStore`, and sends one
+message per target through the notifier (Apprise unless told otherwise): deliveries for a target
+that was sent to less than ``coalesce_window`` seconds ago wait for the end of that window and
+then go together as one message ("3 alerts"). Each row is
 marked from that one result. FAILURE/TIMEOUT is retried after 2 s, 4 s, 8 s ... capped at
 ``max_backoff`` and given up after ``give_up_after``; a URL Apprise cannot load, a NOMATCH or a
 target name missing from the configuration is a ``config_error`` and is never retried.
@@ -22,17 +23,15 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from watcher.errors import StorageError
-from watcher.notify.apprise_targets import (
-    SendStatus,
-    build_service,
-    mask_url,
-    normalize_targets,
-    send_url,
-)
-from watcher.notify.outbox import DeliveryRef, Outbox, PendingDelivery, log_console_alert
+from watcher.notify.apprise_notifier import AppriseNotifier
+from watcher.notify.apprise_targets import SendStatus, mask_url, normalize_targets
+from watcher.notify.ports import Notifier
+from watcher.store.console import log_console_alert
+from watcher.store.ports import AlertStore
+from watcher.store.records import DeliveryRef, PendingDelivery
+from watcher.store.sqlite_alerts import Outbox, SQLiteAlertStore
 
 __all__ = ["NOTIFY_TYPES", "Sender", "SenderStats", "compose_message", "retry_delay"]
 
@@ -78,20 +77,14 @@ def compose_message(items: Sequence[PendingDelivery]) -> tuple[str, str, str]:
     return f"{len(items)} alerts", body, notify_type
 
 
-@dataclass(frozen=True, slots=True)
-class _Loaded:
-    """One configured URL: its ``Apprise`` object (None if unloadable) and its masked form."""
-
-    service: Any | None
-    masked: str
-
-
 class Sender:
-    """Deliver due outbox rows through Apprise, one task, as an async context manager.
+    """Deliver due outbox rows through a notifier, one task, as an async context manager.
 
     Args:
-        outbox: where alerts are recorded and delivery results are written.
-        targets: target name → Apprise URLs (a bare string is one URL).
+        outbox: the alert store whose deliveries are claimed and settled. A synchronous
+            :class:`~watcher.store.sqlite_alerts.Outbox` is still accepted (and not closed) until
+            the pipeline hands over an :class:`~watcher.store.ports.AlertStore`.
+        targets: target name → notification URLs (a bare string is one URL).
         coalesce_window: at most one message per target per this many seconds; what becomes
             due meanwhile is sent together when the window ends.
         max_backoff: the longest wait between two attempts (≤ 60 s keeps "retried within a
@@ -101,11 +94,12 @@ class Sender:
         min_backoff: the wait after the first failed attempt; it doubles after each failure.
         give_up_after: seconds after recording an alert when a failed delivery becomes
             ``failed`` instead of being retried.
+        notifier: what sends the messages (default: Apprise with ``timeout``).
     """
 
     def __init__(
         self,
-        outbox: Outbox,
+        outbox: AlertStore | Outbox,
         targets: Mapping[str, Sequence[str] | str],
         *,
         coalesce_window: float = 2.0,
@@ -114,8 +108,12 @@ class Sender:
         clock: Callable[[], float] = time.time,
         min_backoff: float = 2.0,
         give_up_after: float = DAY,
+        notifier: Notifier | None = None,
     ) -> None:
-        self._outbox = outbox
+        self._outbox: AlertStore = (
+            SQLiteAlertStore(outbox, owned=False) if isinstance(outbox, Outbox) else outbox
+        )
+        self._notifier = notifier if notifier is not None else AppriseNotifier(timeout=timeout)
         self._targets = normalize_targets(targets)
         self._window = coalesce_window
         self._max_backoff = max_backoff
@@ -123,7 +121,7 @@ class Sender:
         self._timeout = timeout
         self._clock = clock
         self._give_up_ms = int(give_up_after * 1000)
-        self._loaded: dict[str, _Loaded] = {}
+        self._masked: dict[str, str] = {}
         self._done_urls: dict[DeliveryRef, set[str]] = {}
         self._last_sent: dict[str, float] = {}
         self._wake = asyncio.Event()
@@ -166,7 +164,8 @@ class Sender:
         """Replace the target configuration (hot reload); open deliveries use the new one."""
         self._targets = normalize_targets(targets)
         urls = {url for group in self._targets.values() for url in group}
-        self._loaded = {url: loaded for url, loaded in self._loaded.items() if url in urls}
+        self._notifier.retain(urls)
+        self._masked = {url: masked for url, masked in self._masked.items() if url in urls}
         self.wake()
 
     # Private methods
@@ -202,7 +201,7 @@ class Sender:
     async def _step(self) -> float | None:
         """Send what is due; return seconds until more may be due (None: until woken)."""
         now = self._clock()
-        due = await asyncio.to_thread(self._outbox.due, int(now * 1000))
+        due = await self._outbox.due(int(now * 1000))
         groups: dict[str, list[PendingDelivery]] = {}
         for item in due:
             groups.setdefault(item.target, []).append(item)
@@ -217,7 +216,7 @@ class Sender:
                     raise result
             return 0.0
         wake_at = [self._release(target) for target in groups]
-        next_ms = await asyncio.to_thread(self._outbox.next_due_ms)
+        next_ms = await self._outbox.next_due_ms()
         if next_ms is not None and (next_ms > now * 1000 or not groups):
             wake_at.append(next_ms / 1000)
         return max(0.0, min(wake_at) - now) if wake_at else None
@@ -232,13 +231,11 @@ class Sender:
         status, error = await self._send_target(target, items)
         now_ms = int(self._clock() * 1000)
         if status is SendStatus.DELIVERED:
-            await asyncio.to_thread(self._outbox.mark_delivered, refs, now_ms=now_ms)
+            await self._outbox.mark_delivered(refs, now_ms=now_ms)
             self.stats.sent += len(refs)
             logger.info("delivered %d alert(s) to %r", len(refs), target)
         elif status is SendStatus.CONFIG_ERROR:
-            await asyncio.to_thread(
-                self._outbox.mark_config_error, refs, error=error, now_ms=now_ms
-            )
+            await self._outbox.mark_config_error(refs, error=error, now_ms=now_ms)
             self.stats.config_errors += len(refs)
             logger.error("cannot deliver %d alert(s) to %r: %s", len(refs), target, error)
             for item in items:
@@ -254,7 +251,7 @@ class Sender:
     ) -> None:
         refs = [i.ref for i in items if now_ms - i.created_ms >= self._give_up_ms]
         if refs:
-            await asyncio.to_thread(self._outbox.mark_failed, refs, error=error, now_ms=now_ms)
+            await self._outbox.mark_failed(refs, error=error, now_ms=now_ms)
             self.stats.failed += len(refs)
             logger.error("gave up delivering %d alert(s) to %r: %s", len(refs), target, error)
             for ref in refs:
@@ -266,10 +263,9 @@ class Sender:
                 item.attempts + 1, initial=self._min_backoff, maximum=self._max_backoff
             )
             next_ms = now_ms + int(delay * 1000)
-            await asyncio.to_thread(
-                self._outbox.mark_retry, [item.ref], next_attempt_ms=next_ms, error=error,
-                now_ms=now_ms,
-            )  # fmt: skip
+            await self._outbox.mark_retry(
+                [item.ref], next_attempt_ms=next_ms, error=error, now_ms=now_ms
+            )
             self.stats.retried += 1
             logger.info(
                 "delivery of alert %d to %r failed (attempt %d), retrying in %.1f s: %s",
@@ -283,25 +279,19 @@ class Sender:
         urls = self._targets.get(target)
         if urls is None:
             return SendStatus.CONFIG_ERROR, f"unknown target {target!r}"
-        loaded = [(url, await self._load(url)) for url in urls]
-        for _, bad in loaded:
-            if bad.service is None:
-                logger.warning("target %r: apprise cannot load url %s, skipped", target, bad.masked)
-        usable = [(url, one) for url, one in loaded if one.service is not None]
+        usable = [url for url in urls if await self._load(target, url)]
         if not usable:
-            masked = ", ".join(one.masked for _, one in loaded) or "no url"
+            masked = ", ".join(self._mask(url) for url in urls) or "no url"
             return SendStatus.CONFIG_ERROR, f"apprise cannot load {masked}"
         refs = [item.ref for item in items]
         pending = [
-            (url, one) for url, one in usable
-            if not all(url in self._done_urls.get(ref, ()) for ref in refs)
-        ]  # fmt: skip
+            url for url in usable if not all(url in self._done_urls.get(ref, ()) for ref in refs)
+        ]
         title, body, notify_type = compose_message(items)
-        outcomes = await asyncio.gather(
-            *(send_url(one.service, title=title, body=body, notify_type=notify_type)
-              for _, one in pending)
-        )  # fmt: skip
-        for (url, _), outcome in zip(pending, outcomes, strict=True):
+        outcomes = await self._notifier.send(
+            pending, title=title, body=body, notify_type=notify_type
+        )
+        for url, outcome in zip(pending, outcomes, strict=True):
             if outcome.status is SendStatus.DELIVERED:
                 for ref in refs:
                     self._done_urls.setdefault(ref, set()).add(url)
@@ -313,16 +303,15 @@ class Sender:
             return SendStatus.CONFIG_ERROR, errors
         return SendStatus.DELIVERED, ""
 
-    async def _load(self, url: str) -> _Loaded:
-        loaded = self._loaded.get(url)
-        if loaded is None:
-            loaded = await asyncio.to_thread(self._build, url)
-            self._loaded[url] = loaded
-        return loaded
+    async def _load(self, target: str, url: str) -> bool:
+        """Load one URL through the notifier; warn when it cannot be used."""
+        if await self._notifier.load(url):
+            return True
+        logger.warning("target %r: apprise cannot load url %s, skipped", target, self._mask(url))
+        return False
 
-    def _build(self, url: str) -> _Loaded:
-        service = build_service(url, timeout=self._timeout)
-        masked = mask_url(url)
-        if service is not None:
-            logger.debug("loaded notify url %s", masked)
-        return _Loaded(service, masked)
+    def _mask(self, url: str) -> str:
+        masked = self._masked.get(url)
+        if masked is None:
+            masked = self._masked[url] = mask_url(url)
+        return masked

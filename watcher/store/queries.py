@@ -2,34 +2,46 @@
 
 Every function is synchronous and takes a connection from
 ``open_database(path, readonly=True)``; in WAL mode none of them blocks the writer. Rows come
-back as frozen dataclasses holding the exact ``_e6`` integers; ``to_json()`` renders them for
-people and machines with dollars and contracts as exact decimal strings (``"0.45"``,
-``"136.00"``), never floats.
+back as the frozen dataclasses of :mod:`watcher.store.records` (re-exported here), holding the
+exact ``_e6`` integers. :class:`~watcher.store.sqlite_read.SQLiteReadModel` runs them in a thread.
 """
 
 from __future__ import annotations
 
+import heapq
+import json
 import sqlite3
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
-from watcher.kalshi.fixed import MICROS_PER_UNIT
-from watcher.kalshi.messages import RestMarket
+from watcher.kalshi import messages as m
+from watcher.store.records import (
+    AlertRecord,
+    DeliveryRecord,
+    MarketRow,
+    ReplayEvent,
+    TickerRow,
+    TradeRow,
+    decimal_text,
+)
 from watcher.store.schema import TABLES
 
 __all__ = [
     "MarketRow",
     "TickerRow",
     "TradeRow",
+    "count_events",
     "count_rows",
     "decimal_text",
     "get_market",
+    "iter_events",
+    "iter_lifecycle",
     "iter_ticks",
     "iter_trades",
+    "last_alert",
     "latest_ticker",
+    "open_deliveries",
+    "recent_alerts",
     "service_state",
     "tick_history",
     "trade_history",
@@ -45,155 +57,6 @@ _TRADE_COLUMNS = (
     " taker_side, is_block_trade, late"
 )
 _MARKET_COLUMNS = "market_ticker, title, status, close_time_ms, result, updated_ms"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def decimal_text(micros: int | None, places: int = 2) -> str | None:
-    """Render micro-units as an exact decimal string with at least ``places`` decimals.
-
-    ``450000`` → ``"0.45"``, ``455000`` → ``"0.455"``, ``136000000`` → ``"136.00"``.
-    """
-    if micros is None:
-        return None
-    value = Decimal(micros) / MICROS_PER_UNIT
-    minimum = Decimal(1).scaleb(-places)
-    if value == value.quantize(minimum):
-        return f"{value.quantize(minimum):f}"
-    return f"{value.normalize():f}"
-
-
-@dataclass(frozen=True, slots=True)
-class TickerRow:
-    """One stored ``ticker`` update; prices in micro-dollars, sizes in micro-contracts."""
-
-    market_ticker: str
-    ts_ms: int
-    received_ms: int
-    price_e6: int | None
-    yes_bid_e6: int | None
-    yes_ask_e6: int | None
-    yes_bid_size_e6: int | None
-    yes_ask_size_e6: int | None
-    last_trade_size_e6: int | None
-    volume_e6: int | None
-    open_interest_e6: int | None
-    dollar_volume: int | None
-    dollar_open_interest: int | None
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict: prices as dollar strings, sizes as contract strings."""
-        return {
-            "market_ticker": self.market_ticker,
-            "ts_ms": self.ts_ms,
-            "received_ms": self.received_ms,
-            "price_dollars": decimal_text(self.price_e6),
-            "yes_bid_dollars": decimal_text(self.yes_bid_e6),
-            "yes_ask_dollars": decimal_text(self.yes_ask_e6),
-            "yes_bid_size": decimal_text(self.yes_bid_size_e6),
-            "yes_ask_size": decimal_text(self.yes_ask_size_e6),
-            "last_trade_size": decimal_text(self.last_trade_size_e6),
-            "volume": decimal_text(self.volume_e6),
-            "open_interest": decimal_text(self.open_interest_e6),
-            "dollar_volume": self.dollar_volume,
-            "dollar_open_interest": self.dollar_open_interest,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class TradeRow:
-    """One stored public trade; ``late`` marks a trade backfilled over REST after a gap."""
-
-    trade_id: str
-    market_ticker: str
-    ts_ms: int
-    received_ms: int
-    yes_price_e6: int
-    no_price_e6: int
-    count_e6: int
-    taker_side: str | None
-    is_block_trade: bool | None
-    late: bool
-
-    @classmethod
-    def from_sql(cls, row: tuple[Any, ...]) -> TradeRow:
-        """Build from a ``SELECT`` of the trade columns (SQLite integers back to booleans)."""
-        trade_id, market, ts_ms, received_ms, yes_e6, no_e6, count_e6, side, block, late = row
-        return cls(
-            trade_id=trade_id,
-            market_ticker=market,
-            ts_ms=ts_ms,
-            received_ms=received_ms,
-            yes_price_e6=yes_e6,
-            no_price_e6=no_e6,
-            count_e6=count_e6,
-            taker_side=side,
-            is_block_trade=None if block is None else bool(block),
-            late=bool(late),
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict: prices as dollar strings, the count as a contract string."""
-        return {
-            "trade_id": self.trade_id,
-            "market_ticker": self.market_ticker,
-            "ts_ms": self.ts_ms,
-            "received_ms": self.received_ms,
-            "yes_price_dollars": decimal_text(self.yes_price_e6),
-            "no_price_dollars": decimal_text(self.no_price_e6),
-            "count": decimal_text(self.count_e6),
-            "taker_side": self.taker_side,
-            "is_block_trade": self.is_block_trade,
-            "late": self.late,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class MarketRow:
-    """Market metadata the WebSocket does not report (from REST or lifecycle events).
-
-    When written, ``None`` fields keep the value already stored for that market, and
-    ``updated_ms`` 0 (the default) stands for the time of writing.
-    """
-
-    market_ticker: str
-    title: str | None = None
-    status: str | None = None
-    close_time_ms: int | None = None
-    result: str | None = None
-    updated_ms: int = 0
-
-    @classmethod
-    def from_rest(cls, market: RestMarket, *, updated_ms: int) -> MarketRow:
-        """Build from a REST ``GET /markets/{ticker}`` body; ``close_time`` is RFC 3339.
-
-        Raises:
-            ValueError: ``close_time`` is not an RFC 3339 timestamp.
-        """
-        close_ms = None
-        if market.close_time:
-            parsed = datetime.fromisoformat(market.close_time.replace("Z", "+00:00"))
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=UTC)
-            close_ms = (parsed - _EPOCH) // timedelta(milliseconds=1)
-        return cls(
-            market_ticker=market.ticker,
-            title=market.title,
-            status=market.status,
-            close_time_ms=close_ms,
-            result=market.result or None,
-            updated_ms=updated_ms,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict of the row."""
-        return {
-            "market_ticker": self.market_ticker,
-            "title": self.title,
-            "status": self.status,
-            "close_time_ms": self.close_time_ms,
-            "result": self.result,
-            "updated_ms": self.updated_ms,
-        }
 
 
 # Public functions
@@ -290,6 +153,99 @@ def service_state(conn: sqlite3.Connection) -> dict[str, str]:
     return dict(conn.execute("SELECT key, value FROM service_state ORDER BY key"))
 
 
+def last_alert(conn: sqlite3.Connection, ticker: str) -> tuple[int, str] | None:
+    """``(created_ms, rule)`` of the newest alert about a market, or ``None``."""
+    found = conn.execute(
+        "SELECT created_ms, rule FROM alerts WHERE market_ticker = ?"
+        " ORDER BY created_ms DESC, id DESC LIMIT 1",
+        (ticker,),
+    ).fetchone()
+    return (int(found[0]), str(found[1])) if found else None
+
+
+def open_deliveries(conn: sqlite3.Connection) -> int:
+    """How many deliveries are still to send (``pending`` or ``retrying``)."""
+    # The statuses of watcher.store.records.OPEN_STATUSES.
+    sql = "SELECT COUNT(*) FROM alert_deliveries WHERE status IN ('pending', 'retrying')"
+    return int(conn.execute(sql).fetchone()[0])
+
+
+def recent_alerts(
+    conn: sqlite3.Connection, *, since_ms: int | None, status: str | None, limit: int
+) -> list[AlertRecord]:
+    """The newest alerts first (created at or after ``since_ms``), with their deliveries."""
+    sql = (
+        "SELECT id, idempotency_key, rule, market_ticker, severity, title, body, targets,"
+        " status, created_ms, updated_ms FROM alerts WHERE created_ms >= ?"
+        " AND (? IS NULL OR status = ?) ORDER BY created_ms DESC, id DESC LIMIT ?"
+    )
+    rows = conn.execute(sql, (since_ms or 0, status, status, limit)).fetchall()
+    deliveries: dict[int, list[DeliveryRecord]] = {row[0]: [] for row in rows}
+    if deliveries:
+        marks = ",".join("?" * len(deliveries))
+        found = conn.execute(
+            "SELECT alert_id, target, status, attempts, next_attempt_ms, last_error,"
+            f" updated_ms FROM alert_deliveries WHERE alert_id IN ({marks})"
+            " ORDER BY alert_id, rowid",
+            list(deliveries),
+        )
+        for alert_id, *fields in found:
+            deliveries[alert_id].append(DeliveryRecord(*fields))
+    return [_alert_record(row, tuple(deliveries[row[0]])) for row in rows]
+
+
+def count_events(
+    conn: sqlite3.Connection,
+    *,
+    since_ms: int | None,
+    until_ms: int | None,
+    markets: Collection[str],
+) -> int:
+    """How many ticks, trades and lifecycle events :func:`iter_events` will yield."""
+    total = 0
+    for table in ("tickers", "trades", "lifecycle_events"):
+        where, params = _where(since_ms, until_ms, markets)
+        total += int(
+            conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", params).fetchone()[0]
+        )
+    return total
+
+
+def iter_lifecycle(
+    conn: sqlite3.Connection,
+    *,
+    since_ms: int | None,
+    until_ms: int | None,
+    markets: Collection[str],
+) -> Iterator[tuple[int, m.MarketLifecycle]]:
+    """Stored lifecycle frames of ``markets`` in time order, decoded, with their ``ts_ms``."""
+    where, params = _where(since_ms, until_ms, markets)
+    sql = f"SELECT ts_ms, raw FROM lifecycle_events WHERE {where} ORDER BY ts_ms, id"
+    for stored_ts, raw in conn.execute(sql, params):
+        frame = m.decode_message(raw)
+        if isinstance(frame, m.MarketLifecycle):
+            yield stored_ts, frame
+
+
+def iter_events(
+    conn: sqlite3.Connection,
+    *,
+    since_ms: int | None,
+    until_ms: int | None,
+    markets: Collection[str],
+) -> Iterator[ReplayEvent]:
+    """Ticks, trades and lifecycle frames merged in time order (ticks first on a tie), lazily."""
+    names = list(markets)
+    span: dict[str, Any] = {"since_ms": since_ms, "until_ms": until_ms, "markets": names}
+    ticks = ((r.ts_ms, "ticks", r) for r in iter_ticks(conn, **span))
+    trades = ((r.ts_ms, "trades", r) for r in iter_trades(conn, **span))
+    lifecycle = ((ts, "lifecycle", frame) for ts, frame in iter_lifecycle(conn, **span))
+    events: Iterator[ReplayEvent] = heapq.merge(
+        ticks, trades, lifecycle, key=lambda event: (event[0], _KIND_ORDER[event[1]])
+    )
+    return events
+
+
 # Private functions
 
 
@@ -315,3 +271,27 @@ def _range_query(
         params.extend(names)
     sql = f"SELECT {columns} FROM {table} WHERE {' AND '.join(where)} ORDER BY ts_ms, id"
     return sql, params
+
+
+_KIND_ORDER = {"ticks": 0, "trades": 1, "lifecycle": 2}
+
+
+def _where(
+    since_ms: int | None, until_ms: int | None, markets: Collection[str]
+) -> tuple[str, list[Any]]:
+    names = sorted(set(markets))
+    where = [f"market_ticker IN ({', '.join('?' * len(names))})", "ts_ms >= ?"]
+    params: list[Any] = [*names, _since(since_ms)]
+    if until_ms is not None:
+        where.append("ts_ms < ?")
+        params.append(until_ms)
+    return " AND ".join(where), params
+
+
+def _alert_record(row: tuple[Any, ...], deliveries: tuple[DeliveryRecord, ...]) -> AlertRecord:
+    alert_id, key, rule, market, severity, title, body, targets, status, created, updated = row
+    return AlertRecord(
+        id=alert_id, key=key, rule=rule, market_ticker=market, severity=severity, title=title,
+        body=body, targets=tuple(json.loads(targets)), status=status, created_ms=created,
+        updated_ms=updated, deliveries=deliveries,
+    )  # fmt: skip

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Sequence
@@ -59,26 +60,46 @@ def prune(
         StorageError: the database cannot be opened.
         sqlite3.Error: a batch failed (for example, the writer held the lock too long).
     """
+    _check(tables, batch_size)
+    deleted = dict.fromkeys(tables, 0)
+    conn = open_database(path)
+    try:
+        for table in tables:
+            deleted[table] = _prune_table(conn, table, cutoff_ms, batch_size, pause, stop)
+    finally:
+        conn.close()
+    return deleted
+
+
+def _check(tables: Sequence[str], batch_size: int) -> None:
+    """Refuse bad arguments before opening the database."""
     for table in tables:
         if table not in PRUNED_TABLES or table not in TABLES:
             raise ValueError(f"table cannot be pruned: {table!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, but got {batch_size}")
-    deleted = dict.fromkeys(tables, 0)
-    conn = open_database(path)
-    try:
-        for table in tables:
-            sql = (
-                f"DELETE FROM {table} WHERE id IN"
-                f" (SELECT id FROM {table} WHERE ts_ms < ? ORDER BY id LIMIT ?)"
-            )
-            while stop is None or not stop.is_set():
-                # Autocommit connection: every statement is its own short transaction.
-                count = conn.execute(sql, (cutoff_ms, batch_size)).rowcount
-                deleted[table] += count
-                if count < batch_size:
-                    break
-                time.sleep(pause)
-    finally:
-        conn.close()
+
+
+def _prune_table(
+    conn: sqlite3.Connection,
+    table: str,
+    cutoff_ms: int,
+    batch_size: int,
+    pause: float,
+    stop: threading.Event | None,
+) -> int:
+    """Delete one table's old rows batch by batch; how many were deleted."""
+    # ``table`` is one of PRUNED_TABLES (checked by _check), so formatting it in is safe.
+    sql = (
+        f"DELETE FROM {table} WHERE id IN"
+        f" (SELECT id FROM {table} WHERE ts_ms < ? ORDER BY id LIMIT ?)"
+    )
+    deleted = 0
+    while stop is None or not stop.is_set():
+        # Autocommit connection: every statement is its own short transaction.
+        count = conn.execute(sql, (cutoff_ms, batch_size)).rowcount
+        deleted += count
+        if count < batch_size:
+            break
+        time.sleep(pause)
     return deleted
