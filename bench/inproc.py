@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import watcher.service.pipeline
+import watcher.rules.session
 from bench.frames import BIG_TRADE_CONTRACTS
 from bench.procs import Firehose, Keys
 from watcher.app import Endpoint, Service
@@ -81,7 +81,7 @@ class Probe:
         """Wrap the service's ``Pipeline.handle_nowait`` and the engine's ``evaluate``."""
         pipeline = service.pipeline
         handle = pipeline.handle_nowait
-        evaluate = getattr(watcher.service.pipeline, "evaluate")  # noqa: B009 (not re-exported)
+        evaluate = getattr(watcher.rules.session, "evaluate")  # noqa: B009 (not re-exported)
 
         def timed_handle(event: Any) -> Any:
             self._current = self._stamps.pop(id(event), None)
@@ -96,11 +96,11 @@ class Probe:
             return decision
 
         pipeline.handle_nowait = timed_handle  # type: ignore[method-assign]
-        setattr(watcher.service.pipeline, "evaluate", timed_evaluate)  # noqa: B010 (as above)
+        setattr(watcher.rules.session, "evaluate", timed_evaluate)  # noqa: B010 (as above)
         try:
             yield self
         finally:
-            setattr(watcher.service.pipeline, "evaluate", evaluate)  # noqa: B010
+            setattr(watcher.rules.session, "evaluate", evaluate)  # noqa: B010
 
 
 class AlertSink:

@@ -28,10 +28,12 @@ from watcher.kalshi.rest import KalshiRestClient
 from watcher.kalshi.sim.exchange import SimMarketSpec, SimulatedExchange
 from watcher.notify.outbox import Outbox
 from watcher.rules import parse_rules
-from watcher.service.jobs import FeedMonitor, Jobs, digest_trigger
+from watcher.service.jobs import Jobs
 from watcher.service.keyless import MarketPoller
 from watcher.service.pipeline import Pipeline
+from watcher.service.schedule import FeedMonitor, digest_trigger
 from watcher.settings import settings_from_env
+from watcher.store import open_backend
 from watcher.store.writer import StoreWriter
 
 from .conftest import MS
@@ -128,7 +130,7 @@ async def jobs_harness(
         KalshiRestClient(sim.api_url) as rest,
     ):
         pipeline = Pipeline(
-            db_path=settings.db_path,
+            open_alert_store=open_backend(settings.db_path).alert_store,
             store=store,
             portfolio=parse_positions(trades_path.read_text(), filename=str(trades_path)),
             rules=parse_rules(rules, env={}),
@@ -145,12 +147,17 @@ async def jobs_harness(
                 monotonic=clock.monotonic,
             )
             jobs = Jobs(
-                settings,
-                pipeline=pipeline,
+                host=pipeline,
                 store=store,
                 poller=poller,
                 last_data_at=lambda: last_data[0],
                 mode="keyless" if feed else "websocket",
+                db_path=settings.db_path,
+                stale_after=settings.stale_after,
+                refresh_interval=settings.refresh_interval,
+                poll_interval=settings.poll_interval,
+                digest_at=settings.digest_at,
+                retention_days=settings.retention_days,
                 clock=clock.time,
                 monotonic=clock.monotonic,
             )
@@ -431,6 +438,16 @@ async def test_stop_cancels_a_running_job_and_nothing_runs_after(tmp_path) -> No
         "watcher.store.retention",
         "watcher.settings",
         "watcher.service.pipeline",
+        "watcher.service.alerts",
+        "watcher.service.schedule",
+        "watcher.service.guard",
+        "watcher.service.endpoint",
+        "watcher.service.subscriptions",
+        "watcher.service.store_alarm",
+        "watcher.rules.session",
+        "watcher.rules.feed",
+        "watcher.rules.kinds",
+        "watcher.rules.coverage",
         "watcher.app",
     ],
 )

@@ -14,64 +14,37 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
+from watcher import __version__
 from watcher.domain.positions import Portfolio
 from watcher.domain.trades_file import load_positions
-from watcher.errors import StorageError
-from watcher.kalshi.auth import KalshiSigner
 from watcher.kalshi.client import KalshiWebSocketClient
 from watcher.kalshi.rest import KalshiRestClient
-from watcher.notify.direct import send_direct
-from watcher.ops.metrics import (
-    Health,
-    Metrics,
-    MetricsServer,
-    bind_service,
-    feed_health,
-    open_deliveries,
-)
+from watcher.ops.metrics import Metrics, bind_service, open_deliveries
+from watcher.ops.server import Health, MetricsServer, feed_health
 from watcher.rules import RulesConfig, load_rules
+from watcher.rules.session import CLOCK_INTERVAL
+from watcher.service.endpoint import Endpoint, Mode, open_endpoint
 from watcher.service.jobs import Jobs
-from watcher.service.keyless import KEYLESS_NOTICE, MarketPoller
-from watcher.service.pipeline import CLOCK_INTERVAL, Pipeline
+from watcher.service.keyless import MarketPoller
+from watcher.service.pipeline import Pipeline
 from watcher.service.reload import ConfigWatcher
+from watcher.service.store_alarm import StoreAlarm, close_store
+from watcher.service.subscriptions import FEED_CHANNELS, resubscribe, subscribe_watched
 from watcher.service.writeback import SettlementWriter
 from watcher.settings import Settings
-from watcher.store.writer import StoreWriter
-
-if TYPE_CHECKING:
-    from watcher.kalshi.sim.exchange import SimulatedExchange
+from watcher.store import open_backend
+from watcher.store.ports import TickSink
 
 __all__ = ["FEED_CHANNELS", "Endpoint", "Mode", "Service", "open_endpoint", "run_service"]
 
 logger = logging.getLogger("watcher.app")
 
-#: What the service subscribes for the watched markets (plus market_lifecycle_v2, global).
-FEED_CHANNELS = ("ticker", "trade")
 #: Decoded frames waiting for the pipeline; a full queue slows the reader (TCP backpressure).
 FEED_QUEUE_SIZE = 1_000
-#: At most one "cannot write the database" alert per this many seconds.
-STORE_ALERT_EVERY = 900.0
-#: How long a shutdown waits for the store to write what it holds.
-STORE_CLOSE_GRACE = 2.0
-SIM_KEY_ID = "watcher-simulator"
-
-#: ``websocket``: Kalshi with the user's key; ``simulate``: the built-in simulator;
-#: ``keyless``: no key, REST polling instead of the WebSocket.
-Mode = Literal["websocket", "simulate", "keyless"]
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where the service gets its data, and how it signs."""
-
-    ws_url: str
-    api_url: str
-    signer: KalshiSigner | None
-    mode: Mode = "websocket"
+_AGENT = f"watcher/{__version__}"
 
 
 class Service:
@@ -105,56 +78,19 @@ class Service:
         self.settings = settings
         self.endpoint = endpoint
         self.clock = clock
-        self.rest = KalshiRestClient(endpoint.api_url, signer=endpoint.signer)
-        self.client: KalshiWebSocketClient | None = None
-        if endpoint.mode != "keyless":
-            self.client = KalshiWebSocketClient(
-                url=endpoint.ws_url,
-                signer=endpoint.signer,
-                rest=self.rest,
-                **(client_options or {}),
-            )
-        self.store = StoreWriter(settings.db_path, on_error=self._store_failed)
-        self._store_alerted_at: float | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self.writeback = (
-            SettlementWriter(settings.trades_path, clock=clock) if settings.write_back else None
+        self.backend = open_backend(settings.db_path)
+        self.rest = KalshiRestClient(endpoint.api_url, signer=endpoint.signer, user_agent=_AGENT)
+        self.client = self._make_client(client_options or {})
+        self.store_alarm = StoreAlarm(
+            rules=lambda: self.pipeline.rules, location=str(settings.db_path)
         )
-        self.pipeline = Pipeline(
-            db_path=settings.db_path,
-            store=self.store,
-            portfolio=portfolio,
-            rules=rules,
-            clock=clock,
-            on_settled=self.writeback,
-        )
+        self.store: TickSink = self.backend.tick_sink(on_error=self.store_alarm)
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=FEED_QUEUE_SIZE)
-        self.poller = MarketPoller(
-            rest=self.rest,
-            tickers=lambda: self.pipeline.portfolio.tickers(),
-            on_market=self.pipeline.apply_market,
-            on_unknown=self.pipeline.unknown_market,
-            emit=self.queue.put if self.client is None else None,
-            clock=clock,
-        )
-        self.jobs = Jobs(
-            settings,
-            pipeline=self.pipeline,
-            store=self.store,
-            poller=self.poller,
-            last_data_at=self._last_data_at,
-            mode=endpoint.mode,
-            clock_interval=clock_interval,
-            clock=clock,
-        )
-        self.config = ConfigWatcher(
-            settings,
-            on_portfolio=self._portfolio_changed,
-            on_rules=self._rules_changed,
-            on_error=self.pipeline.config_error,
-        )
-        if self.client is not None:
-            self.client.register_handler("*", self._enqueue)
+        self.writeback = self._make_writeback()
+        self.pipeline = self._make_pipeline(portfolio, rules)
+        self.poller = self._make_poller()
+        self.jobs = self._make_jobs(clock_interval)
+        self.config = self._make_config_watcher()
         self.metrics = self._make_metrics()
         self.metrics_server: MetricsServer | None = None
 
@@ -188,7 +124,7 @@ class Service:
                 logger.info("metrics on %s/metrics, health on %s/healthz", server.url, server.url)
             feed = None
             if self.client is not None:
-                self._subscribe(self.pipeline.portfolio)
+                subscribe_watched(self.client, self.pipeline.portfolio)
                 feed = asyncio.create_task(self.client.run(), name="feed")
             work = asyncio.create_task(self.pipeline.consume(self.queue), name="pipeline")
             watch = asyncio.create_task(self.config.run(), name="config-watcher")
@@ -223,7 +159,75 @@ class Service:
             f" {s.decode_errors} undecodable frames, {alerts}"
         )
 
-    # Private methods
+    # Private methods: wiring, in the order __init__ builds the parts
+
+    def _make_client(self, options: dict[str, Any]) -> KalshiWebSocketClient | None:
+        """The WebSocket client feeding the queue; None in keyless mode (REST polls instead)."""
+        if self.endpoint.mode == "keyless":
+            return None
+        client = KalshiWebSocketClient(
+            url=self.endpoint.ws_url,
+            signer=self.endpoint.signer,
+            rest=self.rest,
+            user_agent=_AGENT,
+            **options,
+        )
+        client.register_handler("*", self._enqueue)
+        return client
+
+    def _make_writeback(self) -> SettlementWriter | None:
+        if not self.settings.write_back:
+            return None
+        return SettlementWriter(self.settings.trades_path, clock=self.clock)
+
+    def _make_pipeline(self, portfolio: Portfolio, rules: RulesConfig) -> Pipeline:
+        return Pipeline(
+            open_alert_store=self.backend.alert_store,
+            store=self.store,
+            portfolio=portfolio,
+            rules=rules,
+            clock=self.clock,
+            on_settled=self.writeback,
+        )
+
+    def _make_poller(self) -> MarketPoller:
+        pipeline = self.pipeline
+        return MarketPoller(
+            rest=self.rest,
+            tickers=lambda: pipeline.portfolio.tickers(),
+            on_market=pipeline.apply_market,
+            on_unknown=pipeline.unknown_market,
+            emit=self.queue.put if self.client is None else None,
+            clock=self.clock,
+        )
+
+    def _make_jobs(self, clock_interval: float) -> Jobs:
+        s = self.settings
+        return Jobs(
+            host=self.pipeline,
+            store=self.store,
+            poller=self.poller,
+            last_data_at=self._last_data_at,
+            mode=self.endpoint.mode,
+            db_path=s.db_path,
+            stale_after=s.stale_after,
+            refresh_interval=s.refresh_interval,
+            poll_interval=s.poll_interval,
+            digest_at=s.digest_at,
+            retention_days=s.retention_days,
+            clock_interval=clock_interval,
+            clock=self.clock,
+        )
+
+    def _make_config_watcher(self) -> ConfigWatcher:
+        return ConfigWatcher(
+            trades_path=self.settings.trades_path,
+            rules_path=self.settings.rules_path,
+            env=self.settings.env,
+            on_portfolio=self._portfolio_changed,
+            on_rules=self._rules_changed,
+            on_error=self.pipeline.config_error,
+        )
 
     def _make_metrics(self) -> Metrics:
         metrics = Metrics()
@@ -236,7 +240,7 @@ class Service:
             last_message_at=self._last_data_at,
             store_stats=lambda: self.store.stats,
             feed_queue_depth=self.queue.qsize,
-            outbox_pending=lambda: asyncio.to_thread(open_deliveries, self.settings.db_path),
+            outbox_pending=lambda: open_deliveries(self.settings.db_path),
             alerts_fired=lambda: pipeline.alerts_fired,
             alerts_suppressed=lambda: pipeline.alerts_suppressed,
             sender_stats=lambda: pipeline.sender.stats if pipeline.sender else None,
@@ -262,57 +266,14 @@ class Service:
             max_silence=limit,
         )
 
-    def _store_failed(self, exc: Exception) -> None:
-        """The writer could not commit: tell the user, bypassing the outbox (same database)."""
-        now = time.monotonic()
-        if self._store_alerted_at is not None and now - self._store_alerted_at < STORE_ALERT_EVERY:
-            return
-        self._store_alerted_at = now
-        rules = self.pipeline.rules
-        body = (
-            f"{exc}. Ticks are kept in memory and retried; free disk space or fix the"
-            f" permissions of {self.settings.db_path}."
-        )
-        task = asyncio.ensure_future(
-            send_direct(
-                rules.notify,
-                rules.defaults.notify,
-                severity="critical",
-                title="watcher cannot write its database",
-                body=body,
-            )
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def _close_store(self) -> None:
-        """Flush and close the store, but never hang a shutdown on a disk that stays full."""
-        for task in list(self._tasks):
-            task.cancel()
-        try:
-            async with asyncio.timeout(STORE_CLOSE_GRACE):
-                await self.store.close()
-        except TimeoutError:
-            left = self.store.stats.queue_depth
-            raise StorageError(
-                f"cannot write the last {left} rows to the database {self.settings.db_path}"
-                f" (gave up after {STORE_CLOSE_GRACE:.0f} s at shutdown)"
-            ) from None
+        self.store_alarm.cancel()
+        await close_store(self.store, location=str(self.settings.db_path))
 
     def _last_data_at(self) -> float | None:
         if self.client is not None:
             return self.client.last_message_at
         return self.poller.stats.last_success_at
-
-    def _subscribe(self, portfolio: Portfolio) -> None:
-        assert self.client is not None
-        tickers = portfolio.tickers()
-        if not tickers:
-            logger.warning("no watched positions in %s; waiting for some", portfolio.path)
-        else:
-            self.client.protocol.subscribe(FEED_CHANNELS, tickers)
-            logger.info("watching %d markets: %s", len(tickers), ", ".join(tickers[:10]))
-        self.client.protocol.subscribe(["market_lifecycle_v2"])
 
     def _rules_changed(self, rules: RulesConfig) -> None:
         self.pipeline.set_rules(rules)
@@ -323,20 +284,9 @@ class Service:
         new = set(portfolio.tickers())
         self.pipeline.set_portfolio(portfolio)
         if self.client is not None:
-            await self._resubscribe(old, new)
+            await resubscribe(self.client, old, new)
         if new != old:
             logger.info("positions changed: +%s -%s", sorted(new - old), sorted(old - new))
-
-    async def _resubscribe(self, old: set[str], new: set[str]) -> None:
-        assert self.client is not None
-        for channel in FEED_CHANNELS:
-            if new - old:
-                if channel in self.client.protocol.wanted:
-                    await self.client.add_markets(channel, new - old)
-                else:
-                    await self.client.subscribe([channel], new - old)
-            if old - new:
-                await self.client.remove_markets(channel, old - new)
 
     async def _shutdown(
         self, feed: asyncio.Task[None] | None, work: asyncio.Task[None], *others: asyncio.Task[Any]
@@ -359,38 +309,6 @@ class Service:
                 await task
 
 
-async def open_endpoint(settings: Settings, stack: contextlib.AsyncExitStack) -> Endpoint:
-    """Pick the simulator (with an ephemeral Ed25519 key), Kalshi with the user's key, or
-    keyless REST polling when there is no key."""
-    if settings.simulate:
-        # Imported here: the simulator (a websockets server) is not needed by a real run.
-        from cryptography.hazmat.primitives.asymmetric import ed25519
-
-        from watcher.kalshi.sim.exchange import SimulatedExchange
-
-        key = ed25519.Ed25519PrivateKey.generate()
-        sim = SimulatedExchange(public_keys={SIM_KEY_ID: key.public_key()})
-        await stack.enter_async_context(sim)
-        logger.info("simulated exchange on %s (signatures verified)", sim.ws_url)
-        stack.callback(_log_sim_stats, sim)
-        return Endpoint(sim.ws_url, sim.api_url, KalshiSigner(SIM_KEY_ID, key), mode="simulate")
-    if not settings.has_key:
-        logger.warning(KEYLESS_NOTICE, f"{settings.poll_interval:g}")
-        return Endpoint(settings.ws_url, settings.api_url, None, mode="keyless")
-    assert settings.api_key_id and settings.private_key_path
-    signer = KalshiSigner.from_file(
-        settings.api_key_id, settings.private_key_path, settings.private_key_password
-    )
-    return Endpoint(settings.ws_url, settings.api_url, signer)
-
-
-def _log_sim_stats(sim: SimulatedExchange) -> None:
-    sent = sim.stats.frames_sent
-    logger.info(
-        "simulator sent %d ticker and %d trade frames", sent.get("ticker", 0), sent.get("trade", 0)
-    )
-
-
 async def run_service(
     settings: Settings, *, stop: asyncio.Event | None = None, **options: Any
 ) -> str:
@@ -400,18 +318,18 @@ async def run_service(
     for warning in rules.warnings:
         logger.warning("%s", warning)
     stop = stop or asyncio.Event()
-    # Everything loaded so far lives for the whole run: keep it out of the collector's scans,
-    # whose full passes otherwise stall the event loop for tens of milliseconds.
-    gc.freeze()
-    # The hot path allocates a few tracked containers per message and frees them by reference
-    # counting (decoded frames are untracked; nothing here forms cycles), so the default young
-    # collection every 700 allocations is pure overhead: 20,000 cut the event loop's CPU per
-    # message by ~7% (make bench, 4 interleaved pairs) at no measurable RSS cost.
-    thresholds = gc.get_threshold()
-    gc.set_threshold(20_000, 20, 20)
     async with contextlib.AsyncExitStack() as stack:
-        stack.callback(gc.set_threshold, *thresholds)  # the process's own, back on the way out
-        endpoint = await open_endpoint(settings, stack)
+        stack.enter_context(_collector_tuned())
+        endpoint = await open_endpoint(
+            stack,
+            simulate=settings.simulate,
+            ws_url=settings.ws_url,
+            api_url=settings.api_url,
+            api_key_id=settings.api_key_id,
+            private_key_path=settings.private_key_path,
+            private_key_password=settings.private_key_password,
+            poll_interval=settings.poll_interval,
+        )
         async with _signals(stop):
             service = Service(
                 settings,
@@ -423,6 +341,24 @@ async def run_service(
             summary = await service.run(stop)
     logger.info("%s", summary)
     return summary
+
+
+@contextlib.contextmanager
+def _collector_tuned() -> Iterator[None]:
+    """Tune the garbage collector for the run; the process's own thresholds come back after."""
+    # Everything loaded so far lives for the whole run: keep it out of the collector's scans,
+    # whose full passes otherwise stall the event loop for tens of milliseconds.
+    gc.freeze()
+    # The hot path allocates a few tracked containers per message and frees them by reference
+    # counting (decoded frames are untracked; nothing here forms cycles), so the default young
+    # collection every 700 allocations is pure overhead: 20,000 cut the event loop's CPU per
+    # message by ~7% (make bench, 4 interleaved pairs) at no measurable RSS cost.
+    thresholds = gc.get_threshold()
+    gc.set_threshold(20_000, 20, 20)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
 
 
 @contextlib.asynccontextmanager

@@ -37,6 +37,7 @@ from watcher.rules.checks import (
     subject_values,
     to_count,
 )
+from watcher.rules.coverage import unmatched_rules  # re-exported: `watcher check` imports it here
 from watcher.rules.events import ClockEvent, Event, LifecycleEvent, TickEvent, TradeEvent
 from watcher.rules.model import (
     ClosingSoonRule,
@@ -119,33 +120,6 @@ def evaluate(
     else:
         run.on_clock(event)
     return Decision(run.alerts, run.changed)
-
-
-def unmatched_rules(config: RulesConfig, portfolio: Portfolio) -> list[str]:
-    """Warnings for enabled rules that apply to no market, located where the rule is written.
-
-    A rule without ``markets`` needs a watched position; a rule with ``markets`` needs a glob
-    that matches a watched position's ticker (tickers written out in full always count: the
-    app subscribes to them).
-    """
-    watched = portfolio.tickers()
-    known = [*watched, *config.literal_tickers()]
-    warnings: list[str] = []
-    for rule in config.rules:
-        if not rule.enabled:
-            continue
-        if rule.markets is None:
-            if watched:
-                continue
-            why = "no position is watched"
-        elif any(config.matches(rule, ticker) for ticker in known):
-            continue
-        else:
-            why = f"markets: {', '.join(rule.markets)}"
-        origin = config.origin(rule)
-        prefix = f"{origin}: " if origin else ""
-        warnings.append(f"{prefix}rule {rule.name!r} applies to no market ({why})")
-    return warnings
 
 
 class _Run:

@@ -1,7 +1,10 @@
-"""What the rule engine reacts to: a tick, a trade, a lifecycle change, or the clock.
+"""What the decision step reacts to: a tick, a trade, a lifecycle change, or the clock.
 
-The app applies each event to :class:`watcher.domain.market.Markets` first, then calls
-:func:`watcher.rules.engine.evaluate` with it. Prices are YES prices in micro-dollars.
+Domain events, not Kalshi frames: each carries what market state needs, so
+:class:`watcher.rules.session.Session` applies it to :class:`watcher.domain.market.Markets`
+and then calls :func:`watcher.rules.engine.evaluate` with it. The live pipeline builds them
+from feed frames (:mod:`watcher.rules.feed`), ``watcher replay`` from stored rows. Prices are
+YES prices in micro-dollars.
 """
 
 from __future__ import annotations
@@ -14,10 +17,14 @@ __all__ = ["ClockEvent", "Event", "LifecycleEvent", "TickEvent", "TradeEvent"]
 
 @dataclass(frozen=True, slots=True)
 class TickEvent:
-    """A ticker update for ``ticker`` was applied (price rules run; ``stale`` may recover)."""
+    """A ticker update: the YES quote and last price at ``ts_ms`` (None leaves a price as it
+    was). Price rules run; ``stale`` may recover."""
 
     ticker: str
     ts_ms: int
+    yes_bid: int | None = None
+    yes_ask: int | None = None
+    yes_last: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +54,8 @@ class TradeEvent:
 class LifecycleEvent:
     """A ``market_lifecycle_v2`` event (``determined``, ``settled``, ``close_date_updated``...).
 
-    ``settlement_value_micros`` is the YES payout (1_000_000 when YES won), if given.
+    ``settlement_value_micros`` is the YES payout (1_000_000 when YES won), if given;
+    ``close_time_ms`` the market's (new) close time, if given.
     """
 
     ticker: str
@@ -55,6 +63,7 @@ class LifecycleEvent:
     event_type: str
     result: str | None = None
     settlement_value_micros: int | None = None
+    close_time_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from watcher.domain.positions import Portfolio, Position, mark_price, pnl_dollars, side_quote
+from watcher.domain.positions import Position, mark_price, pnl_dollars, side_quote
 from watcher.kalshi.fixed import format_cents
 from watcher.rules.quiet import local_time
 from watcher.rules.wording import contracts_text, signed_dollars
@@ -94,7 +94,7 @@ def build_digest(
     *,
     now_ms: int,
     tz: ZoneInfo,
-    portfolio: Portfolio | None = None,
+    positions_path: str | None = None,
 ) -> tuple[str, str]:
     """The daily digest: ``(title, body)``.
 
@@ -103,7 +103,7 @@ def build_digest(
         alerts: the alerts recorded today (digests are left out), oldest first.
         now_ms: the time of the digest.
         tz: the time zone of the times shown.
-        portfolio: for the positions file name in an empty digest.
+        positions_path: the positions file, named in an empty digest.
     """
     day = local_time(now_ms, tz).strftime("%a %Y-%m-%d")
     lines: list[str] = []
@@ -113,7 +113,7 @@ def build_digest(
         lines.append(f"positions ({len(views)}), paper P&L {total}:")
         lines += [f"  {view.line()}" for view in views]
     else:
-        where = f" in {portfolio.path}" if portfolio is not None else ""
+        where = f" in {positions_path}" if positions_path is not None else ""
         lines.append(f"no watched positions{where}")
     todays = [a for a in alerts if a.rule != "digest"]
     lines.append(f"alerts today: {len(todays)}" + (":" if todays else ""))

@@ -20,6 +20,10 @@ the scheduler only decides when. A job that raises is logged and counted in :att
 and runs again at its next time: no job can stop the service. :meth:`Jobs.stop` shuts the
 scheduler down and cancels and awaits a job still running, before the pipeline and the store
 it uses are closed.
+
+The jobs see the running service only through :class:`JobsHost` (the pipeline implements it);
+the pure parts of their policy (feed health, the digest trigger) are in
+:mod:`watcher.service.schedule`.
 """
 
 from __future__ import annotations
@@ -30,114 +34,102 @@ import logging
 import os
 import threading
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from functools import wraps
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from watcher.domain.market import MarketState
+from watcher.domain.alert import Severity
 from watcher.rules import RulesConfig
-from watcher.rules.wording import clock_text, span_text
-from watcher.service.digest import build_digest, local_day_start_ms, view_position
+from watcher.rules.session import CLOCK_INTERVAL
+from watcher.rules.wording import span_text
+from watcher.service.digest import AlertLike, PositionView, build_digest, local_day_start_ms
+from watcher.service.guard import JobGuard
 from watcher.service.keyless import MarketPoller
-from watcher.service.pipeline import CLOCK_INTERVAL, Pipeline
-from watcher.settings import Settings
+from watcher.service.schedule import (
+    DIGEST_GRACE,
+    FEED_CHECK_INTERVAL,
+    RETENTION_FIRST_DELAY,
+    RETENTION_INTERVAL,
+    FeedMonitor,
+    Transition,
+    digest_trigger,
+    feed_alert,
+)
+from watcher.store.ports import TickSink
 from watcher.store.retention import prune
-from watcher.store.writer import StoreWriter
 
-__all__ = [
-    "FEED_CHECK_INTERVAL",
-    "RETENTION_INTERVAL",
-    "FeedMonitor",
-    "JobStats",
-    "Jobs",
-    "digest_trigger",
-]
+__all__ = ["Jobs", "JobsHost"]
 
 logger = logging.getLogger("watcher.jobs")
 
-#: Longest time between two feed-health checks (and ``service_state`` heartbeats), seconds.
-FEED_CHECK_INTERVAL = 5.0
-#: Seconds between two retention runs.
-RETENTION_INTERVAL = 6 * 3600.0
-RETENTION_FIRST_DELAY = 60.0
-#: A digest up to this late (the machine slept through it) is still sent; later, it is skipped.
-DIGEST_GRACE = 3600
 _DAY_MS = 86_400_000
 
-Transition = Literal["stale", "recovered"]
 
+class JobsHost(Protocol):
+    """What the jobs need of the running service; :class:`~watcher.service.pipeline.Pipeline`
+    implements it."""
 
-@dataclass(slots=True)
-class JobStats:
-    """Per job id: runs finished, runs that raised, and the last error text."""
+    @property
+    def tz(self) -> ZoneInfo:
+        """The rules' time zone (the digest's hour, times in alert texts)."""
+        ...
 
-    runs: Counter[str] = field(default_factory=Counter)
-    failures: Counter[str] = field(default_factory=Counter)
-    last_error: dict[str, str] = field(default_factory=dict)
+    @property
+    def positions_path(self) -> str:
+        """Where the positions in force were read from (named by an empty digest)."""
+        ...
 
+    async def on_clock(self) -> None:
+        """Run the time-driven rules now."""
+        ...
 
-@dataclass(slots=True)
-class FeedMonitor:
-    """Decides when the feed went stale and when it recovered (pure; monotonic seconds).
+    async def check_closed(self) -> list[str]:
+        """Mark and alert markets that stopped trading; return their tickers."""
+        ...
 
-    The feed is stale once nothing arrived for ``stale_after`` seconds (counted from
-    ``started_at`` until the first frame), and recovered as soon as something arrives again.
+    def position_views(self) -> list[PositionView]:
+        """Every watched position marked at its market's current prices."""
+        ...
 
-    Attributes:
-        stale_after: the silence that makes the feed stale, seconds.
-        started_at: when watching began.
-        stale_at: when the current stale episode was declared, or None while live.
-    """
+    async def record_service_alert(
+        self,
+        *,
+        key: str,
+        rule: str,
+        title: str,
+        body: str,
+        severity: Severity,
+        now_ms: int,
+        quiet: bool = True,
+    ) -> int:
+        """Record an alert of the service itself; 1 if new, 0 if its key was seen before."""
+        ...
 
-    stale_after: float
-    started_at: float
-    stale_at: float | None = None
-
-    def silence(self, last_data_at: float | None, now: float) -> float:
-        """Seconds since the last frame (or since start when none came yet)."""
-        return now - (self.started_at if last_data_at is None else last_data_at)
-
-    def check(self, last_data_at: float | None, now: float) -> Transition | None:
-        """``"stale"`` or ``"recovered"`` when the state changes now, else None."""
-        silent = self.silence(last_data_at, now) >= self.stale_after
-        if silent and self.stale_at is None:
-            self.stale_at = now
-            return "stale"
-        if not silent and self.stale_at is not None:
-            self.stale_at = None
-            return "recovered"
-        return None
-
-    def status(self, last_data_at: float | None, now: float) -> str:
-        """``live``, ``stale`` or ``waiting`` (nothing received yet)."""
-        if self.stale_at is not None:
-            return "stale"
-        return "waiting" if last_data_at is None else "live"
-
-
-def digest_trigger(hour: int, minute: int, tz: ZoneInfo) -> CronTrigger:
-    """The daily trigger of the digest at ``hour:minute`` local time in ``tz``."""
-    return CronTrigger(hour=hour, minute=minute, timezone=tz)
+    async def recent_alerts(self, *, since_ms: int, limit: int = 500) -> Sequence[AlertLike]:
+        """Alerts recorded at or after ``since_ms``, newest first."""
+        ...
 
 
 class Jobs:
     """The scheduled jobs of one service; an async context manager (start / stop).
 
     Args:
-        settings: intervals, digest time, retention, the database.
-        pipeline: market state, rules and the outbox the jobs feed.
-        store: the store writer (market rows, ``service_state``).
+        host: what the jobs drive and read in the running service (the pipeline).
+        store: the tick sink (``service_state``).
         poller: REST polling (metadata only, or the keyless feed).
         last_data_at: ``time.monotonic()`` of the last frame from Kalshi, or None.
         mode: ``websocket``, ``simulate`` or ``keyless`` (shown by ``watcher status``).
+        db_path: the SQLite file retention prunes.
+        stale_after: seconds without data before the feed is stale.
+        refresh_interval: seconds between two metadata refreshes.
+        poll_interval: seconds between two keyless polls.
+        digest_at: ``(hour, minute)`` of the daily digest in the rules' time zone, or None.
+        retention_days: market data older than this is pruned; 0 keeps everything.
         clock_interval: seconds between rules-clock ticks.
         clock: Unix time in seconds.
         monotonic: monotonic seconds (same clock as ``last_data_at``).
@@ -145,37 +137,36 @@ class Jobs:
 
     def __init__(
         self,
-        settings: Settings,
         *,
-        pipeline: Pipeline,
-        store: StoreWriter,
+        host: JobsHost,
+        store: TickSink,
         poller: MarketPoller,
         last_data_at: Callable[[], float | None],
         mode: str,
+        db_path: Path,
+        stale_after: float,
+        refresh_interval: float,
+        poll_interval: float,
+        digest_at: tuple[int, int] | None = None,
+        retention_days: int = 0,
         clock_interval: float = CLOCK_INTERVAL,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.settings = settings
-        self.pipeline = pipeline
-        self.store = store
-        self.poller = poller
+        self.host, self.store, self.poller, self.mode = host, store, poller, mode
         self.last_data_at = last_data_at
-        self.mode = mode
-        self.clock_interval = clock_interval
-        self.clock = clock
-        self.monotonic = monotonic
-        self.stats = JobStats()
-        #: Called after every run with ``(job_id, failed)`` (metrics). Failures are caught
-        #: here, so APScheduler's own events report every run as executed.
-        self.on_run: Callable[[str, bool], None] | None = None
-        self.feed = FeedMonitor(settings.stale_after, started_at=monotonic())
+        self.db_path, self.retention_days = db_path, retention_days
+        self.refresh_interval, self.poll_interval = refresh_interval, poll_interval
+        self.stale_after, self.digest_at = stale_after, digest_at
+        self.clock_interval, self.clock, self.monotonic = clock_interval, clock, monotonic
+        #: Failures are caught here, so APScheduler's own events report every run as executed.
+        self.guard = JobGuard()
+        self.stats = self.guard.stats
+        self.feed = FeedMonitor(stale_after, started_at=monotonic())
         self.scheduler: AsyncIOScheduler | None = None
-        self._running: set[asyncio.Task[Any]] = set()
         self._stop_pruning = threading.Event()
         self._digest_tz: ZoneInfo | None = None
         self._stale_key = ""  # the alert key of the current stale episode
-        self._stopping = False
         self._started_ms = self._now_ms()
 
     def __repr__(self) -> str:
@@ -190,6 +181,15 @@ class Jobs:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    @property
+    def on_run(self) -> Callable[[str, bool], None] | None:
+        """Called after every run with ``(job_id, failed)`` (metrics)."""
+        return self.guard.on_run
+
+    @on_run.setter
+    def on_run(self, listener: Callable[[str, bool], None] | None) -> None:
+        self.guard.on_run = listener
+
     # Public methods: lifecycle
 
     async def start(self) -> None:
@@ -200,21 +200,17 @@ class Jobs:
         # coalesce: after a stall (laptop asleep, loop blocked) a job runs once, not once per
         # missed period. max_instances=1: a slow REST round never overlaps itself.
         self.scheduler = AsyncIOScheduler(job_defaults={"coalesce": True, "max_instances": 1})
-        self._add_jobs(self.scheduler)
+        self._add_jobs()
         self.scheduler.start()
 
     async def stop(self) -> None:
         """Stop scheduling, cancel and await running jobs, and mark the feed stopped."""
-        self._stopping = True
+        self.guard.stopping = True
         self._stop_pruning.set()
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
             await asyncio.sleep(0)  # the shutdown runs as a loop callback
-        for task in list(self._running):
-            task.cancel()
-        for task in list(self._running):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.guard.stop()
         with contextlib.suppress(Exception):
             await self.store.set_service_state("feed.status", "stopped")
             await self.store.set_service_state("service.heartbeat_ms", str(self._now_ms()))
@@ -224,24 +220,22 @@ class Jobs:
     ) -> None:
         """Add a guarded job (logged and counted when it raises) to the running scheduler."""
         assert self.scheduler is not None
-        self.scheduler.add_job(self._guarded(job_id, func), trigger, id=job_id, **options)
+        self.scheduler.add_job(self.guard.wrap(job_id, func), trigger, id=job_id, **options)
 
     def rules_changed(self, rules: RulesConfig) -> None:
         """Move the digest when the rules' timezone changed."""
         if self.scheduler is None or self._digest_tz is None or self._digest_tz == rules.tz:
             return
-        assert self.settings.digest_at is not None
+        assert self.digest_at is not None
         self._digest_tz = rules.tz
-        self.scheduler.reschedule_job(
-            "digest", trigger=digest_trigger(*self.settings.digest_at, rules.tz)
-        )
+        self.scheduler.reschedule_job("digest", trigger=digest_trigger(*self.digest_at, rules.tz))
 
     # Public methods: job bodies
 
     async def tick_clock(self) -> None:
         """Time-driven rules, then markets whose close time passed."""
-        await self.pipeline.on_clock()
-        await self.pipeline.check_closed()
+        await self.host.on_clock()
+        await self.host.check_closed()
 
     async def poll_markets(self) -> None:
         """One REST round over the watched markets (metadata, or the keyless feed)."""
@@ -261,26 +255,16 @@ class Jobs:
 
     async def send_digest(self) -> None:
         """Record today's digest (once per local day) through the outbox like any alert."""
-        pipeline = self.pipeline
-        now_ms, tz = self._now_ms(), pipeline.rules.tz
-        views = []
-        for position in pipeline.portfolio.watched():
-            state = pipeline.markets.get(position.ticker) or MarketState(position.ticker)
-            views.append(
-                view_position(
-                    position, yes_bid=state.yes_bid, yes_ask=state.yes_ask, yes_last=state.yes_last
-                )
-            )
-        outbox = pipeline.outbox
-        assert outbox is not None
+        host = self.host
+        now_ms, tz = self._now_ms(), host.tz
         since = local_day_start_ms(now_ms, tz)
-        recent = await asyncio.to_thread(outbox.recent, since_ms=since, limit=500)
+        recent = await host.recent_alerts(since_ms=since, limit=500)
         alerts = sorted(recent, key=lambda record: record.created_ms)
         title, body = build_digest(
-            views, alerts, now_ms=now_ms, tz=tz, portfolio=pipeline.portfolio
+            host.position_views(), alerts, now_ms=now_ms, tz=tz, positions_path=host.positions_path
         )
         day = datetime.fromtimestamp(since / 1000, tz).strftime("%Y-%m-%d")
-        alert = pipeline.service_alert(
+        await host.record_service_alert(
             key=f"digest|{day}",
             rule="digest",
             title=title,
@@ -289,61 +273,40 @@ class Jobs:
             now_ms=now_ms,
             quiet=False,  # the user picked the hour: quiet hours do not hold it
         )
-        await pipeline.record([alert], {}, now_ms)
 
     async def prune_old_data(self) -> dict[str, int]:
         """Delete market data older than ``retention_days`` (in a thread, in small batches)."""
-        cutoff = self._now_ms() - self.settings.retention_days * _DAY_MS
+        cutoff = self._now_ms() - self.retention_days * _DAY_MS
         deleted = await asyncio.to_thread(
-            prune, self.settings.db_path, cutoff_ms=cutoff, stop=self._stop_pruning
+            prune, self.db_path, cutoff_ms=cutoff, stop=self._stop_pruning
         )
         if any(deleted.values()):
             logger.info(
                 "retention: deleted %s older than %d days",
                 ", ".join(f"{n} {table}" for table, n in deleted.items() if n),
-                self.settings.retention_days,
+                self.retention_days,
             )
         return deleted
 
     # Private methods
 
-    def _add_jobs(self, scheduler: AsyncIOScheduler) -> None:
-        s = self.settings
-        now = datetime.now().astimezone()
+    def _add_jobs(self) -> None:
         # misfire_grace_time: a periodic run more than one period late is dropped (the next one
         # is due anyway); retention has no deadline (None: run however late); the digest is
         # still worth sending up to an hour late, not at lunchtime.
-        self.schedule(
-            "rules-clock",
-            self.tick_clock,
-            IntervalTrigger(seconds=self.clock_interval),
-            misfire_grace_time=max(1, int(self.clock_interval)),
-        )
-        poll_id, every = (
-            ("keyless-poll", s.poll_interval)
-            if self.poller.is_feed
-            else ("metadata-refresh", s.refresh_interval)
-        )
-        self.schedule(
-            poll_id,
-            self.poll_markets,
-            IntervalTrigger(seconds=every),
-            next_run_time=now,
-            misfire_grace_time=max(1, int(every)),
-        )
-        check = min(FEED_CHECK_INTERVAL, s.stale_after / 2)
-        self.schedule(
-            "feed-health",
-            self.check_feed,
-            IntervalTrigger(seconds=check),
-            next_run_time=now,
-            misfire_grace_time=max(1, int(check)),
-        )
-        if s.digest_at is not None:
-            self._digest_tz = self.pipeline.rules.tz
-            trigger = digest_trigger(*s.digest_at, self._digest_tz)
+        now = datetime.now().astimezone()
+        self._every("rules-clock", self.tick_clock, self.clock_interval)
+        if self.poller.is_feed:
+            self._every("keyless-poll", self.poll_markets, self.poll_interval, first=now)
+        else:
+            self._every("metadata-refresh", self.poll_markets, self.refresh_interval, first=now)
+        check = min(FEED_CHECK_INTERVAL, self.stale_after / 2)
+        self._every("feed-health", self.check_feed, check, first=now)
+        if self.digest_at is not None:
+            self._digest_tz = self.host.tz
+            trigger = digest_trigger(*self.digest_at, self._digest_tz)
             self.schedule("digest", self.send_digest, trigger, misfire_grace_time=DIGEST_GRACE)
-        if s.retention_days > 0:
+        if self.retention_days > 0:
             self.schedule(
                 "retention",
                 self._prune_job,
@@ -352,80 +315,50 @@ class Jobs:
                 misfire_grace_time=None,
             )
 
+    def _every(
+        self,
+        job_id: str,
+        func: Callable[[], Awaitable[None]],
+        seconds: float,
+        *,
+        first: datetime | None = None,
+    ) -> None:
+        """A periodic job; a run more than one period late is dropped."""
+        options: dict[str, Any] = {"misfire_grace_time": max(1, int(seconds))}
+        if first is not None:
+            options["next_run_time"] = first
+        self.schedule(job_id, func, IntervalTrigger(seconds=seconds), **options)
+
     async def _prune_job(self) -> None:
         await self.prune_old_data()
-
-    def _guarded(self, job_id: str, func: Callable[[], Awaitable[None]]) -> Callable[[], Any]:
-        @wraps(func)
-        async def run() -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            self._running.add(task)
-            try:
-                await func()
-            except asyncio.CancelledError:
-                if not self._stopping:
-                    raise
-                logger.debug("job %s cancelled by shutdown", job_id)  # not an error: we stop
-            except Exception as exc:  # a job never kills the service: log, count, next time
-                self._ran(job_id, failed=True)
-                self.stats.failures[job_id] += 1
-                self.stats.last_error[job_id] = f"{type(exc).__name__}: {exc}"
-                logger.error(
-                    "job %s failed: %s: %s",
-                    job_id,
-                    type(exc).__name__,
-                    exc,
-                    exc_info=logger.isEnabledFor(logging.DEBUG),
-                )
-            else:
-                self._ran(job_id, failed=False)
-                self.stats.runs[job_id] += 1
-            finally:
-                self._running.discard(task)
-
-        return run
 
     async def _feed_alert(
         self, change: Transition, last: float | None, now: float, now_ms: int
     ) -> None:
-        tz = self.pipeline.rules.tz
         source = "Kalshi's REST API" if self.mode == "keyless" else "the Kalshi feed"
         silence_ms = int(self.feed.silence(last, now) * 1000)
+        alert = feed_alert(
+            change,
+            stale_key=self._stale_key,
+            source=source,
+            silence_ms=silence_ms,
+            since_start=last is None,
+            now_ms=now_ms,
+            tz=self.host.tz,
+        )
         if change == "stale":
-            self._stale_key = f"feed-stale|{now_ms}"
-            since = (
-                "since start" if last is None else f"since {clock_text(now_ms - silence_ms, tz)}"
-            )
+            self._stale_key = alert.key
             logger.warning("no data from %s for %s", source, span_text(silence_ms))
-            alert = self.pipeline.service_alert(
-                key=self._stale_key,
-                rule="feed-stale",
-                severity="warning",
-                title="feed stale: no market data",
-                body=f"no data from {source} for {span_text(silence_ms)} ({since});"
-                " watcher keeps retrying",
-                now_ms=now_ms,
-            )
         else:
-            key = self._stale_key or f"feed-stale|{now_ms}"
             logger.info("data from %s flowing again", source)
-            alert = self.pipeline.service_alert(
-                key=f"{key}|recovered",
-                rule="feed-stale",
-                severity="info",
-                title="feed recovered: market data flowing again",
-                body=f"data from {source} flowing again at {clock_text(now_ms, tz)}",
-                now_ms=now_ms,
-            )
-        await self.pipeline.record([alert], {}, now_ms)
-
-    def _ran(self, job_id: str, *, failed: bool) -> None:
-        if self.on_run is not None:
-            try:
-                self.on_run(job_id, failed)
-            except Exception:  # a broken listener must not turn a run into a failure
-                logger.exception("job listener failed for %s", job_id)
+        await self.host.record_service_alert(
+            key=alert.key,
+            rule="feed-stale",
+            title=alert.title,
+            body=alert.body,
+            severity=alert.severity,
+            now_ms=now_ms,
+        )
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)

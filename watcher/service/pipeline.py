@@ -1,10 +1,15 @@
-"""The pipeline task: feed events → store, market state → rule engine → outbox → sender.
+"""The pipeline task: feed events → store, decision step → alert store → sender.
 
-Runs beside the receive loop, never in it. Alerts and the rule state that produced them are
-written to the outbox in one transaction before anything is sent, so a crash or restart neither
-repeats nor loses an alert. The scheduled jobs (:mod:`watcher.service.jobs`) call in here too: the rules
-clock (:meth:`Pipeline.on_clock`), market metadata from REST (:meth:`Pipeline.apply_market`),
-close detection (:meth:`Pipeline.check_closed`) and service alerts (:meth:`Pipeline.record`).
+Runs beside the receive loop, never in it. Kalshi frames become domain events here
+(:mod:`watcher.rules.feed`) and go through the one decision step
+(:class:`watcher.rules.session.Session`) that ``watcher replay`` uses too. Alerts and the rule
+state that produced them are recorded in the alert store in one transaction before anything is
+sent, so a crash or restart neither repeats nor loses an alert.
+
+The scheduled jobs (:mod:`watcher.service.jobs`) see the pipeline through
+:class:`~watcher.service.jobs.JobsHost`: the rules clock (:meth:`Pipeline.on_clock`), close
+detection (:meth:`Pipeline.check_closed`), the digest's views and service alerts. The REST
+poller calls :meth:`Pipeline.apply_market` and :meth:`Pipeline.unknown_market`.
 """
 
 from __future__ import annotations
@@ -13,8 +18,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from watcher.domain.alert import Alert, Severity
 from watcher.domain.market import Markets, MarketState
@@ -22,31 +27,23 @@ from watcher.domain.positions import Portfolio
 from watcher.errors import ConfigError
 from watcher.kalshi import messages as m
 from watcher.kalshi.client import LateTrade
-from watcher.kalshi.fixed import to_micros
-from watcher.notify.outbox import Outbox
 from watcher.notify.sender import Sender
-from watcher.rules import RulesConfig, is_suppressed
-from watcher.rules.engine import (
-    SETTLED_STATUSES,
-    ClockEvent,
-    LifecycleEvent,
-    RuleState,
-    TickEvent,
-    TradeEvent,
-    evaluate,
-    unmatched_rules,
-)
-from watcher.rules.wording import clock_text
-from watcher.store.queries import MarketRow
-from watcher.store.writer import StoreWriter
+from watcher.rules import RulesConfig
+from watcher.rules.coverage import unmatched_rules
+from watcher.rules.engine import Decision, StateKey
+from watcher.rules.events import ClockEvent, Event
+from watcher.rules.feed import lifecycle_event, tick_event, trade_event
+from watcher.rules.session import Session
+from watcher.rules.state import RuleState
+from watcher.service import alerts as service_alerts
+from watcher.service.digest import PositionView, view_position
+from watcher.store.ports import AlertStore, TickSink
+from watcher.store.records import AlertRecord, MarketRow
 
-__all__ = ["CLOCK_INTERVAL", "Pipeline", "SettledHook", "apply_lifecycle"]
+__all__ = ["Pipeline", "SettledHook"]
 
 logger = logging.getLogger("watcher.pipeline")
 
-#: How often time-driven rules (closing_soon, stale, expiry) are evaluated, in seconds.
-CLOCK_INTERVAL = 5.0
-_OPEN_STATUSES = frozenset({"initialized", "active", "inactive"})
 _STORED = (m.OrderbookSnapshot, m.OrderbookDelta, m.Fill)
 _RESULTS = ("yes", "no")
 
@@ -55,11 +52,12 @@ SettledHook = Callable[[MarketState, int], Awaitable[None]]
 
 
 class Pipeline:
-    """Consumes feed events in order; owns market state, rule state, the outbox and sender.
+    """Consumes feed events in order; owns the decision session, the alert store and sender.
 
     Args:
-        db_path: the SQLite file (the outbox opens its own connection).
-        store: the batched tick writer.
+        open_alert_store: opens the alert store when the pipeline starts (it is closed when
+            the pipeline stops); e.g. :meth:`watcher.store.ports.Backend.alert_store`.
+        store: the batched tick sink.
         portfolio: positions in force.
         rules: rules in force.
         clock: Unix time in seconds (tests patch it).
@@ -69,26 +67,23 @@ class Pipeline:
     def __init__(
         self,
         *,
-        db_path: Path,
-        store: StoreWriter,
+        open_alert_store: Callable[[], Awaitable[AlertStore]],
+        store: TickSink,
         portfolio: Portfolio,
         rules: RulesConfig,
         clock: Callable[[], float] = time.time,
         on_settled: SettledHook | None = None,
     ) -> None:
-        self.db_path = db_path
+        self.open_alert_store = open_alert_store
         self.store = store
-        self.portfolio = portfolio
-        self.rules = rules
         self.clock = clock
         self.on_settled = on_settled
-        self.markets = Markets(history_ms=rules.history_ms)
-        self.states: dict[tuple[str, str], RuleState] = {}
+        self.session = Session(rules=rules, portfolio=portfolio)
         self.alerts_fired = 0
         self.alerts_suppressed = 0
         #: Called with every event and its receive time (metrics' message-age histogram).
         self.observe: Callable[[Any, int], None] | None = None
-        self.outbox: Outbox | None = None
+        self.alert_store: AlertStore | None = None
         self.sender: Sender | None = None
         self._watched: frozenset[str] = frozenset()
         self._settled: set[str] = set()  # tickers whose result went to the settlement hook
@@ -102,20 +97,40 @@ class Pipeline:
         )
 
     async def __aenter__(self) -> Pipeline:
-        self.outbox = Outbox(self.db_path)
-        saved = await asyncio.to_thread(self.outbox.load_rule_states)
-        self.states = {key: RuleState.from_json(value) for key, value in saved.items()}
-        self.sender = Sender(self.outbox, self.rules.notify)
+        self.alert_store = alert_store = await self.open_alert_store()
+        saved = await alert_store.load_rule_states()
+        self.session.states = {key: RuleState.from_json(value) for key, value in saved.items()}
+        self.sender = Sender(alert_store, self.rules.notify)
         await self.sender.__aenter__()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         if self.sender is not None:
             await self.sender.__aexit__(None, None, None)
-        if self.outbox is not None:
-            self.outbox.close()
+        if self.alert_store is not None:
+            await self.alert_store.close()
 
-    # Public methods
+    # Public methods: state in force
+
+    @property
+    def rules(self) -> RulesConfig:
+        """The rules in force."""
+        return self.session.rules
+
+    @property
+    def portfolio(self) -> Portfolio:
+        """The positions in force."""
+        return self.session.portfolio
+
+    @property
+    def markets(self) -> Markets:
+        """The market view the rules see."""
+        return self.session.markets
+
+    @property
+    def states(self) -> dict[StateKey, RuleState]:
+        """Rule state by (rule name, scope)."""
+        return self.session.states
 
     @property
     def watched(self) -> frozenset[str]:
@@ -127,8 +142,8 @@ class Pipeline:
         return int(self.clock() * 1000)
 
     def set_rules(self, rules: RulesConfig) -> None:
-        self.rules = rules
-        self.markets.history_ms = rules.history_ms
+        """Put new rules in force (warning about rules that apply to no market)."""
+        self.session.set_rules(rules)
         for warning in unmatched_rules(rules, self.portfolio):
             logger.warning("%s", warning)
         if self.sender is not None:
@@ -142,8 +157,10 @@ class Pipeline:
             self.markets.watch(ticker, now)
         for ticker in self._watched - watched:
             self.markets.forget(ticker)
-        self.portfolio = portfolio
+        self.session.portfolio = portfolio
         self._watched = watched
+
+    # Public methods: the feed
 
     async def consume(self, queue: asyncio.Queue[Any]) -> None:
         """Handle events until the ``None`` marker; every event before it is handled."""
@@ -182,43 +199,12 @@ class Pipeline:
             return self._store_then_rules(event, now)
         return self._rules_for(event, now)
 
-    def _rules_for(self, event: m.Ticker | m.Trade, now: int) -> Awaitable[object] | None:
-        """Market state and rules for a live tick or trade of a watched market."""
-        if event.msg.market_ticker not in self._watched:
-            return None
-        if isinstance(event, m.Ticker):
-            return self._on_ticker(event, now)
-        return self._on_trade(event, now, late=False)
-
-    async def _store_then_rules(self, event: m.Ticker | m.Trade, now: int) -> None:
-        await self.store.put(event, now)
-        pending = self._rules_for(event, now)
-        if pending is not None:
-            await pending
-
-    async def _handle_other(self, event: Any, now: int) -> None:
-        """Everything but live ticks and trades: late trades, lifecycle, book and fill frames."""
-        if isinstance(event, LateTrade):
-            await self._store(event.trade, now, late=True)
-            pending = self._on_trade(event.trade, now, late=True)
-            if pending is not None:
-                await pending
-        elif isinstance(event, m.MarketLifecycle):
-            if event.msg.market_ticker in self._watched:
-                await self._store(event, now)
-                await self._on_lifecycle(event, now)
-        elif isinstance(event, _STORED):
-            await self._store(event, now)
-
-    async def _store(self, event: Any, now: int, *, late: bool = False) -> None:
-        """Queue the row; wait (backpressure, never drop) only when the writer's queue is full."""
-        if not self.store.put_nowait(event, now, late=late):
-            await self.store.put(event, now, late=late)
+    # Public methods: what the jobs and the REST poller call
 
     async def on_clock(self) -> None:
         """Evaluate the time-driven rules (closing_soon, stale, settled from REST) now."""
         now = self.now_ms()
-        pending = self._evaluate(ClockEvent(now), now)
+        pending = self._decide(ClockEvent(now), now)
         if pending is not None:
             await pending
 
@@ -249,25 +235,13 @@ class Pipeline:
         for state in self.markets:
             if state.ticker not in self._watched or state.ticker in self._closed:
                 continue
-            if not _has_closed(state, now):
+            if not service_alerts.has_closed(state, now):
                 continue
             self._closed.add(state.ticker)
-            if state.status in _OPEN_STATUSES or state.status is None:
+            if state.status in service_alerts.OPEN_STATUSES or state.status is None:
                 self.markets.apply_metadata(state.ticker, status="closed")
                 await self.store.write_market(MarketRow(state.ticker, status="closed"))
-            close = state.close_time_ms or now
-            alerts.append(
-                self.service_alert(
-                    key=f"market-closed|{state.ticker}|{state.close_time_ms or 'status'}",
-                    rule="market-closed",
-                    market_ticker=state.ticker,
-                    severity="info",
-                    title=f"{state.ticker} · closed for trading",
-                    body=f"trading closed at {clock_text(close, self.rules.tz)};"
-                    " waiting for the result",
-                    now_ms=now,
-                )
-            )
+            alerts.append(service_alerts.closed_alert(self.rules, state, now))
         if alerts:
             await self.record(alerts, {}, now)
         return [alert.market_ticker for alert in alerts]
@@ -276,27 +250,40 @@ class Pipeline:
         """Kalshi does not know ``ticker`` (REST 404): one warning per trades.json entry, naming
         it as ``trades.json:LINE: trade #N (TICKER)``."""
         now = self.now_ms()
-        name = Path(self.portfolio.path).name
-        alerts = []
-        for position in self.portfolio.by_ticker(ticker, watched_only=True):
-            where = f"{name}:{position.line}: trade #{position.index} ({ticker})"
-            logger.warning("%s: Kalshi has no market with this ticker (REST 404)", where)
-            alerts.append(
-                self.service_alert(
-                    key=f"unknown-market|{ticker}|{position.line}",
-                    rule="unknown-market",
-                    market_ticker=ticker,
-                    severity="warning",
-                    title=f"{ticker} · unknown market",
-                    body=f"{where}: Kalshi has no market with this ticker (REST 404);"
-                    f" check the ticker in {name}",
-                    now_ms=now,
-                )
-            )
+        alerts = service_alerts.unknown_market_alerts(self.rules, self.portfolio, ticker, now)
         if alerts:
             await self.record(alerts, {}, now)
 
-    def service_alert(
+    async def config_error(self, file: str, errors: list[ConfigError], digest: str) -> None:
+        """Alert once per distinct broken content of a config file."""
+        now = self.now_ms()
+        await self.record(
+            [service_alerts.config_alert(self.rules, file, errors, digest, now)], {}, now
+        )
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The rules' time zone."""
+        return self.rules.tz
+
+    @property
+    def positions_path(self) -> str:
+        """Where the positions in force were read from."""
+        return self.portfolio.path
+
+    def position_views(self) -> list[PositionView]:
+        """Every watched position marked at its market's current prices."""
+        views = []
+        for position in self.portfolio.watched():
+            state = self.markets.get(position.ticker) or MarketState(position.ticker)
+            views.append(
+                view_position(
+                    position, yes_bid=state.yes_bid, yes_ask=state.yes_ask, yes_last=state.yes_last
+                )
+            )
+        return views
+
+    async def record_service_alert(
         self,
         *,
         key: str,
@@ -305,109 +292,92 @@ class Pipeline:
         body: str,
         severity: Severity,
         now_ms: int,
-        market_ticker: str = "",
         quiet: bool = True,
-    ) -> Alert:
-        """An alert of the service itself (not of a rule): default targets, quiet hours
-        honoured unless ``quiet`` is False."""
-        rules = self.rules
-        return Alert(
+    ) -> int:
+        """Record an alert of the service itself (default targets; quiet hours honoured unless
+        ``quiet`` is False). Returns 1 if it was new, 0 if its key was recorded before."""
+        alert = service_alerts.service_alert(
+            self.rules,
             key=key,
             rule=rule,
-            market_ticker=market_ticker,
-            severity=severity,
             title=title,
             body=body,
-            targets=tuple(rules.defaults.notify),
-            at_ms=now_ms,
-            suppressed=quiet and is_suppressed(rules.quiet_hours, rules.tz, now_ms, severity),
+            severity=severity,
+            now_ms=now_ms,
+            quiet=quiet,
         )
+        return await self.record([alert], {}, now_ms)
 
-    async def config_error(self, file: str, errors: list[ConfigError], digest: str) -> None:
-        """Alert once per distinct broken content of a config file."""
-        now = self.now_ms()
-        body = "\n".join(e.located() for e in errors[:10])
-        alert = Alert(
-            key=f"config|{file}|{digest}",
-            rule="config",
-            market_ticker="",
-            severity="warning",
-            title=f"{Path(file).name} is invalid; the last good version stays in force",
-            body=body,
-            targets=tuple(self.rules.defaults.notify),
-            at_ms=now,
-        )
-        await self.record([alert], {}, now)
+    async def recent_alerts(self, *, since_ms: int, limit: int = 500) -> list[AlertRecord]:
+        """Alerts recorded at or after ``since_ms``, newest first."""
+        assert self.alert_store is not None
+        return await self.alert_store.recent(since_ms=since_ms, limit=limit)
 
     async def record(
         self, alerts: Sequence[Alert], states: dict[tuple[str, str], str], now: int
     ) -> int:
-        """Record alerts (with rule states) in the outbox and wake the sender.
+        """Record alerts (with rule states) in the alert store and wake the sender.
 
         Returns:
             how many alerts were new (a key already recorded is not recorded again).
         """
-        assert self.outbox is not None and self.sender is not None
-        new = await asyncio.to_thread(self.outbox.record, alerts, states, now_ms=now)
+        assert self.alert_store is not None and self.sender is not None
+        new = await self.alert_store.record(alerts, states, now_ms=now)
         if not new:
             return 0
         self.alerts_fired += len(new)
         self.alerts_suppressed += sum(1 for alert in alerts if alert.suppressed)
-        for alert in alerts:
-            if alert.suppressed:
-                logger.info(
-                    "alert held by quiet hours (recorded, not sent): %s: %s",
-                    alert.title,
-                    alert.body.replace("\n", " | "),
-                )
-            elif alert.targets:
-                logger.info(
-                    "alert [%s] %s -> %s", alert.severity, alert.title, ", ".join(alert.targets)
-                )
-            # Alerts without targets are printed by the outbox as the console delivery.
+        service_alerts.log_recorded(alerts)
         self.sender.wake()
         return len(new)
 
     # Private methods
 
-    def _on_ticker(self, event: m.Ticker, now: int) -> Awaitable[object] | None:
-        msg = event.msg
-        ticker = msg.market_ticker
-        if ticker not in self._watched:
+    def _rules_for(self, event: m.Ticker | m.Trade, now: int) -> Awaitable[object] | None:
+        """The decision step for a live tick or trade of a watched market."""
+        if event.msg.market_ticker not in self._watched:
             return None
-        ts = m.timestamp_ms(msg.ts_ms, msg.ts, event.sending_ts_ms) or now
-        self.markets.apply_ticker(
-            ticker,
-            ts,
-            yes_bid=to_micros(msg.yes_bid_dollars),
-            yes_ask=to_micros(msg.yes_ask_dollars),
-            yes_last=to_micros(msg.price_dollars),
-        )
-        return self._evaluate(TickEvent(ticker, ts), now)
-
-    def _on_trade(self, event: m.Trade, now: int, *, late: bool) -> Awaitable[object] | None:
-        msg = event.msg
-        if msg.market_ticker not in self._watched:
+        # The step is called here rather than through _decide: one call fewer per message.
+        if isinstance(event, m.Ticker):
+            decision = self.session.step(tick_event(event, now), now)
+        else:
+            decision = self.session.step(trade_event(event, now, late=False), now)
+        if not decision.alerts and not decision.changed:
             return None
-        ts = m.timestamp_ms(msg.ts_ms, msg.ts, event.sending_ts_ms) or now
-        trade = TradeEvent(
-            msg.market_ticker,
-            ts,
-            msg.trade_id,
-            to_micros(msg.yes_price_dollars),
-            to_micros(msg.count_fp),
-            msg.taker_side,
-            late,
-        )
-        self.markets.apply_trade(trade.ticker, ts, trade.yes_price, late=late)
-        return self._evaluate(trade, now)
+        return self._record_decision(decision, now)
 
-    async def _on_lifecycle(self, event: m.MarketLifecycle, now: int) -> None:
-        lifecycle, state = apply_lifecycle(self.markets, event, now)
-        pending = self._evaluate(lifecycle, now)
+    async def _store_then_rules(self, event: m.Ticker | m.Trade, now: int) -> None:
+        await self.store.put(event, now)
+        pending = self._rules_for(event, now)
         if pending is not None:
             await pending
-        await self._maybe_settled(state, now)
+
+    async def _handle_other(self, event: Any, now: int) -> None:
+        """Everything but live ticks and trades: late trades, lifecycle, book and fill frames."""
+        if isinstance(event, LateTrade):
+            await self._store(event.trade, now, late=True)
+            if event.trade.msg.market_ticker in self._watched:
+                pending = self._decide(trade_event(event.trade, now, late=True), now)
+                if pending is not None:
+                    await pending
+        elif isinstance(event, m.MarketLifecycle):
+            if event.msg.market_ticker in self._watched:
+                await self._store(event, now)
+                await self._on_lifecycle(event, now)
+        elif isinstance(event, _STORED):
+            await self._store(event, now)
+
+    async def _store(self, event: Any, now: int, *, late: bool = False) -> None:
+        """Queue the row; wait (backpressure, never drop) only when the writer's queue is full."""
+        if not self.store.put_nowait(event, now, late=late):
+            await self.store.put(event, now, late=late)
+
+    async def _on_lifecycle(self, frame: m.MarketLifecycle, now: int) -> None:
+        event = lifecycle_event(frame, now)
+        pending = self._decide(event, now)
+        if pending is not None:
+            await pending
+        await self._maybe_settled(self.markets[event.ticker], now)
 
     async def _maybe_settled(self, state: MarketState, now: int) -> None:
         if state.result not in _RESULTS or state.ticker in self._settled:
@@ -416,43 +386,14 @@ class Pipeline:
         if self.on_settled is not None:
             await self.on_settled(state, now)
 
-    def _evaluate(self, event: Any, now: int) -> Awaitable[object] | None:
-        """Run the rules; return the recording of what they decided, or None (the usual case)."""
-        decision = evaluate(self.rules, self.portfolio, self.markets, event, self.states, now)
+    def _decide(self, event: Event, now: int) -> Awaitable[object] | None:
+        """The decision step; return the recording of what it decided, or None (the usual
+        case: nothing fired, no rule state changed)."""
+        decision = self.session.step(event, now)
         if not decision.alerts and not decision.changed:
             return None
-        self.states.update(decision.changed)
+        return self._record_decision(decision, now)
+
+    def _record_decision(self, decision: Decision, now: int) -> Awaitable[int]:
         changed = {key: state.to_json() for key, state in decision.changed.items()}
         return self.record(decision.alerts, changed, now)
-
-
-def apply_lifecycle(
-    markets: Markets, frame: m.MarketLifecycle, fallback_ms: int
-) -> tuple[LifecycleEvent, MarketState]:
-    """Apply a ``market_lifecycle_v2`` frame to market state; return the rule event for it.
-
-    The event's time is the settlement or determination time, else the frame's sending time,
-    else ``fallback_ms``. Shared by the live pipeline and ``watcher replay``.
-    """
-    msg = frame.msg
-    ts = m.timestamp_ms(None, msg.settled_ts or msg.determination_ts, frame.sending_ts_ms)
-    ts = ts or fallback_ms
-    value = to_micros(msg.settlement_value) if msg.settlement_value is not None else None
-    state = markets.apply_lifecycle(
-        msg.market_ticker,
-        ts,
-        msg.event_type,
-        result=msg.result,
-        close_time_ms=msg.close_ts * 1000 if msg.close_ts is not None else None,
-        settlement_value_micros=value,
-    )
-    return LifecycleEvent(msg.market_ticker, ts, msg.event_type, msg.result, value), state
-
-
-def _has_closed(state: MarketState, now_ms: int) -> bool:
-    """True when REST says ``closed``, or the close time passed before a result is known."""
-    if state.status == "closed":
-        return True
-    if state.status in SETTLED_STATUSES or state.result in _RESULTS:
-        return False
-    return state.close_time_ms is not None and state.close_time_ms <= now_ms

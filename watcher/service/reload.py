@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from os import PathLike
 from pathlib import Path
 
 import watchfiles
@@ -18,7 +19,6 @@ from watcher.domain.positions import Portfolio
 from watcher.domain.trades_file import PositionsError, parse_positions
 from watcher.errors import ConfigError
 from watcher.rules import RulesConfig, RulesError, parse_rules
-from watcher.settings import Settings
 
 __all__ = ["ConfigWatcher"]
 
@@ -29,7 +29,9 @@ class ConfigWatcher:
     """Watches the directories of the positions and rules files and reloads them on change.
 
     Args:
-        settings: where the files are, and the environment for ``${VAR}`` in rules.yaml.
+        trades_path: the positions file.
+        rules_path: the rules file.
+        env: the environment for ``${VAR}`` in rules.yaml.
         on_portfolio: called (awaited) with new valid positions.
         on_rules: called with new valid rules.
         on_error: called with the file name and its located errors when an edit is invalid.
@@ -37,16 +39,18 @@ class ConfigWatcher:
 
     def __init__(
         self,
-        settings: Settings,
         *,
+        trades_path: str | PathLike[str],
+        rules_path: str | PathLike[str],
+        env: Mapping[str, str],
         on_portfolio: Callable[[Portfolio], Awaitable[None]],
         on_rules: Callable[[RulesConfig], None],
         on_error: Callable[[str, list[ConfigError], str], Awaitable[None]],
         debounce_ms: int = 200,
     ) -> None:
-        self.trades_path = Path(settings.trades_path).absolute()
-        self.rules_path = Path(settings.rules_path).absolute()
-        self.env = settings.env
+        self.trades_path = Path(trades_path).absolute()
+        self.rules_path = Path(rules_path).absolute()
+        self.env = env
         self.on_portfolio = on_portfolio
         self.on_rules = on_rules
         self.on_error = on_error

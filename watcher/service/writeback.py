@@ -88,24 +88,9 @@ def write_settlement(
     real = Path(path).resolve()  # write through a symlink, not over it
     original = real.read_bytes()
     text = original.decode("utf-8")
-    bom = "\ufeff" if text.startswith("\ufeff") else ""
-    portfolio = parse_positions(text, filename=str(path))
-    data = _load_raw(text.removeprefix("\ufeff"))
-    entries: list[dict[str, Any]] = data["trades"] if isinstance(data, dict) else data
-    settled_at = datetime.fromtimestamp(settled_at_ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    updated = []
-    for position in portfolio.by_ticker(ticker, watched_only=True):
-        payout = yes_payout_micros if position.side == "YES" else DOLLAR - yes_payout_micros
-        entry = entries[position.index - 1]
-        entry["status"] = "SETTLED"
-        entry["result"] = result
-        entry["pnl_dollars"] = str(pnl_dollars(position, payout))
-        entry["settled_at"] = settled_at
-        updated.append(position.index)
-    if not updated:
-        return []
-    new_text = bom + _dump_raw(data) + ("\n" if text.endswith("\n") else "")
-    _replace(real, original, new_text.encode("utf-8"))
+    new_text, updated = _settled(text, str(path), ticker, result, yes_payout_micros, settled_at_ms)
+    if updated:
+        _replace(real, original, new_text.encode("utf-8"))
     return updated
 
 
@@ -132,34 +117,7 @@ class SettlementWriter:
         payout = market.settlement_value_micros
         if payout is None:
             payout = DOLLAR if market.result == "yes" else 0
-        for attempt in range(1, _ATTEMPTS + 1):
-            try:
-                updated = await asyncio.to_thread(
-                    write_settlement,
-                    self.path,
-                    ticker=market.ticker,
-                    result=market.result,
-                    yes_payout_micros=payout,
-                    settled_at_ms=now_ms,
-                )
-                break
-            except FileChanged:
-                if attempt == _ATTEMPTS:
-                    logger.error(
-                        "settlement of %s not written: %s keeps changing", market.ticker, self.path
-                    )
-                    return
-                await asyncio.sleep(_RETRY_PAUSE)
-            except PositionsError as exc:
-                logger.error(
-                    "settlement of %s not written: %s", market.ticker, exc.errors[0].located()
-                )
-                return
-            except (OSError, UnicodeDecodeError) as exc:
-                logger.error(
-                    "settlement of %s not written to %s: %s", market.ticker, self.path, exc
-                )
-                return
+        updated = await self._write(market.ticker, market.result, payout, now_ms)
         if updated:
             self.written.append(market.ticker)
             logger.info(
@@ -172,8 +130,59 @@ class SettlementWriter:
                 BACKUP_SUFFIX,
             )
 
+    async def _write(self, ticker: str, result: str, payout: int, now_ms: int) -> list[int]:
+        """:func:`write_settlement` in a thread, again while the file changes under it."""
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                return await asyncio.to_thread(
+                    write_settlement,
+                    self.path,
+                    ticker=ticker,
+                    result=result,
+                    yes_payout_micros=payout,
+                    settled_at_ms=now_ms,
+                )
+            except FileChanged:
+                if attempt == _ATTEMPTS:
+                    logger.error(
+                        "settlement of %s not written: %s keeps changing", ticker, self.path
+                    )
+                    return []
+                await asyncio.sleep(_RETRY_PAUSE)
+            except PositionsError as exc:
+                logger.error("settlement of %s not written: %s", ticker, exc.errors[0].located())
+                return []
+            except (OSError, UnicodeDecodeError) as exc:
+                logger.error("settlement of %s not written to %s: %s", ticker, self.path, exc)
+                return []
+        return []
+
 
 # Private functions
+
+
+def _settled(
+    text: str, filename: str, ticker: str, result: str, yes_payout_micros: int, settled_at_ms: int
+) -> tuple[str, list[int]]:
+    """The file's new text with the watched entries of ``ticker`` settled, and their numbers
+    (the text unchanged when there are none)."""
+    bom = "\ufeff" if text.startswith("\ufeff") else ""
+    portfolio = parse_positions(text, filename=filename)
+    data = _load_raw(text.removeprefix("\ufeff"))
+    entries: list[dict[str, Any]] = data["trades"] if isinstance(data, dict) else data
+    settled_at = datetime.fromtimestamp(settled_at_ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    updated = []
+    for position in portfolio.by_ticker(ticker, watched_only=True):
+        payout = yes_payout_micros if position.side == "YES" else DOLLAR - yes_payout_micros
+        entry = entries[position.index - 1]
+        entry["status"] = "SETTLED"
+        entry["result"] = result
+        entry["pnl_dollars"] = str(pnl_dollars(position, payout))
+        entry["settled_at"] = settled_at
+        updated.append(position.index)
+    if not updated:
+        return text, []
+    return bom + _dump_raw(data) + ("\n" if text.endswith("\n") else ""), updated
 
 
 def _load_raw(text: str) -> Any:
