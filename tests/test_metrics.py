@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, REGISTRY, generate_lates
 from prometheus_client.parser import text_string_to_metric_families
 
 import watcher.ops.metrics
+import watcher.store.queries
 from tests.conftest import FIXTURES, MS
 from watcher.domain.alert import Alert
 from watcher.errors import ConfigError
@@ -27,16 +28,8 @@ from watcher.kalshi.client import ClientStats
 from watcher.kalshi.messages import decode_message
 from watcher.notify.outbox import OPEN_STATUSES, Outbox
 from watcher.notify.sender import SenderStats
-from watcher.ops.metrics import (
-    AGE_BUCKETS,
-    Health,
-    Metrics,
-    MetricsServer,
-    Sources,
-    bind_service,
-    feed_health,
-    open_deliveries,
-)
+from watcher.ops.metrics import AGE_BUCKETS, Metrics, Sources, bind_service, open_deliveries
+from watcher.ops.server import Health, MetricsServer, feed_health
 from watcher.settings import ENV_VARS
 from watcher.store.writer import WriterStats
 
@@ -484,12 +477,12 @@ async def test_open_deliveries_counts_pending_deliveries_in_the_database(tmp_pat
             at_ms=1,
         )
         outbox.record([alert], now_ms=1)
-        assert await asyncio.to_thread(open_deliveries, db) == 2
+        assert await open_deliveries(db) == 2
 
 
 def test_open_deliveries_uses_the_outbox_open_statuses():
     """The SQL in open_deliveries names exactly the outbox's open statuses."""
-    source = Path(watcher.ops.metrics.__file__).read_text()
+    source = Path(watcher.store.queries.__file__).read_text()
     listed = ", ".join(f"'{status}'" for status in OPEN_STATUSES)
     assert f"status IN ({listed})" in source
 

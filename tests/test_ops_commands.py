@@ -15,12 +15,16 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from watcher.app import Endpoint, Service
 from watcher.cli import main
+from watcher.domain.alert import Alert
 from watcher.domain.trades_file import load_positions
 from watcher.kalshi.auth import KalshiSigner
 from watcher.kalshi.sim.exchange import SimulatedExchange
+from watcher.notify.outbox import Outbox
+from watcher.ops.history import history_line
 from watcher.ops.readout import parse_when
 from watcher.rules import load_rules
 from watcher.settings import settings_from_env
+from watcher.store.records import TickerRow, TradeRow
 
 from .conftest import MS
 from .support import poll as until
@@ -131,36 +135,46 @@ async def test_status_history_and_replay_over_a_live_recording(
     assert feed.startswith("service: running (pid ") and "websocket" in feed
     assert "feed live, last data" in feed
 
-    assert main(cli(tmp_path, "status")) == 0
+    assert await asyncio.to_thread(main, cli(tmp_path, "status")) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith("service: not running")
 
-    assert main(cli(tmp_path, "history", CPI.lower(), "--json", "--limit", "7")) == 0
+    assert (
+        await asyncio.to_thread(
+            main, cli(tmp_path, "history", CPI.lower(), "--json", "--limit", "7")
+        )
+        == 0
+    )
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == 7 and {r["kind"] for r in rows} <= {"tick", "trade"}
     assert [r["ts_ms"] for r in rows] == sorted(r["ts_ms"] for r in rows)
     assert all(r["market_ticker"] == CPI for r in rows)
-    assert main(cli(tmp_path, "history", CPI, "--since", "1h", "--limit", "3")) == 0
+    assert (
+        await asyncio.to_thread(
+            main, cli(tmp_path, "history", CPI, "--since", "1h", "--limit", "3")
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and all(" tick " in x or " trade " in x for x in lines)
 
     live = live_alert_keys(tmp_path / "w.db")
     assert {key.split("|")[0] for key in live} >= {"spread", "big trade"}
-    assert main(cli(tmp_path, "replay", "--json")) == 0
+    assert await asyncio.to_thread(main, cli(tmp_path, "replay", "--json")) == 0
     out = capsys.readouterr()
     replayed = [json.loads(line) for line in out.out.splitlines()]
     assert {a["key"] for a in replayed} == live
     assert live_alert_keys(tmp_path / "w.db") == live  # nothing recorded, nothing sent
     assert "(nothing was sent)" in out.err
 
-    assert main(cli(tmp_path, "replay", "--market", FED)) == 0
+    assert await asyncio.to_thread(main, cli(tmp_path, "replay", "--market", FED)) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines and all(f"  {FED}  [" in line for line in lines)
     assert len(lines) == len([k for k in live if f"|{FED}" in k])
     monkeypatch.setattr("watcher.cli.REPLAY_PROGRESS_MIN", 1)
-    assert main(cli(tmp_path, "replay")) == 0
+    assert await asyncio.to_thread(main, cli(tmp_path, "replay")) == 0
     out = capsys.readouterr()
     assert "replaying" in out.err and len(out.out.splitlines()) == len(live)
-    assert main(cli(tmp_path, "replay", "--until", "2000-01-01")) == 0
+    assert await asyncio.to_thread(main, cli(tmp_path, "replay", "--until", "2000-01-01")) == 0
     out = capsys.readouterr()
     assert out.out == "" and "no recorded ticks" in out.err
 
@@ -194,3 +208,53 @@ def test_since_and_until_take_durations_ago_or_local_dates(text, expected) -> No
     """Durations count back from now; naive dates and times are in the rules' timezone."""
     tz = ZoneInfo("America/New_York")
     assert parse_when(text, now_ms=1_000_000_000_000, tz=tz) == expected
+
+
+def test_history_lines_speak_cents_with_a_labelled_local_time() -> None:
+    """`watcher history` prints YES prices in cents like every other output, and its times in
+    the rules' timezone with the zone named."""
+    tz = ZoneInfo("America/New_York")
+    tick = TickerRow(
+        CPI,
+        1_768_487_400_250,
+        1,
+        165_500,
+        160_000,
+        175_000,
+        None,
+        None,
+        None,
+        1_234_000_000,
+        None,
+        None,
+        None,
+    )
+    trade = TradeRow(
+        "t1", CPI, 1_768_487_401_000, 2, 450_000, 550_000, 136_000_000, "yes", None, False
+    )
+    assert history_line("tick", tick, tz) == (
+        "2026-01-15 09:30:00.250 EST  tick   bid 16¢  ask 17.5¢  last 16.55¢  volume 1234"
+    )
+    assert history_line("trade", trade, tz) == (
+        "2026-01-15 09:30:01.000 EST  trade  136 @ 45¢ taker yes"
+    )
+
+
+def test_alerts_print_times_in_the_rules_timezone_labelled(tmp_path: Path, capsys) -> None:
+    """`watcher alerts` prints times in the rules.yaml timezone with the zone named, the same
+    as `status`, `history` and `replay`."""
+    (tmp_path / "rules.yaml").write_text(RULES.replace("timezone: UTC", "timezone: Asia/Tokyo"))
+    with Outbox(tmp_path / "w.db") as outbox:
+        alert = Alert(
+            key="a",
+            rule="tight spread",
+            market_ticker=CPI,
+            severity="info",
+            title=f"{CPI} · tight spread",
+            body="spread 1¢",
+            targets=(),
+            at_ms=1_768_487_400_000,
+        )
+        outbox.record([alert], now_ms=1_768_487_400_000)
+    assert main(cli(tmp_path, "alerts")) == 0
+    assert capsys.readouterr().out.startswith("2026-01-15 23:30:00 JST  ")

@@ -7,19 +7,20 @@ variable); 3 Kalshi refused the credentials (HTTP 401/403); 4 the database canno
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable
-from datetime import timedelta
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import click
 
 from watcher.errors import (
     AuthenticationFailed,
     ConfigError,
+    KalshiError,
     KeyFileError,
     StorageError,
     WatcherError,
@@ -27,7 +28,12 @@ from watcher.errors import (
 from watcher.ops.logs import setup_logging
 from watcher.settings import Settings, settings_from_env
 
+if TYPE_CHECKING:
+    from watcher.store.ports import ReadModel
+
 __all__ = ["main"]
+
+_T = TypeVar("_T")
 
 EXIT_CONFIG = 1
 EXIT_USAGE = 2
@@ -89,7 +95,7 @@ def _errors_exit(func: Callable[..., Any]) -> Callable[..., Any]:
             _fail(f"error: {exc}", EXIT_AUTH)
         except StorageError as exc:
             _fail(f"error: {exc}", EXIT_STORAGE)
-        except WatcherError as exc:
+        except (WatcherError, KalshiError) as exc:
             _fail(f"error: {exc}", EXIT_USAGE)
 
     return wrapper
@@ -101,51 +107,37 @@ def cli() -> None:
     """Paper-trading alerts and position watch for Kalshi prediction markets."""
 
 
+#: ``watcher start``'s options: (name, metavar, help, default); each has a WATCHER_* variable.
+START_OPTIONS = (
+    ("poll-interval", "SECONDS", "keyless mode (no API key): seconds between REST polls", "10"),
+    ("stale-after", "SECONDS", "alert when no data arrived for this long", "60"),
+    ("refresh-interval", "SECONDS", "seconds between REST market metadata refreshes", "300"),
+    ("digest-at", "HH:MM", "send a daily digest at this local time (rules.yaml timezone)", "off"),
+    ("retention-days", "DAYS", "keep ticks/trades/book rows this many days, 0 = forever", "30"),
+    ("metrics-port", "PORT", "serve Prometheus /metrics and /healthz on 127.0.0.1:PORT", "off"),
+)
+
+
+def _start_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for name, metavar, text, default in reversed(START_OPTIONS):
+        var = "WATCHER_" + name.upper().replace("-", "_")
+        func = click.option(
+            f"--{name}", metavar=metavar, help=f"{text} [env {var}; default {default}]"
+        )(func)
+    return func
+
+
 @cli.command()
 @_common
 @click.option("--simulate", is_flag=True, help="use the built-in simulated exchange (no keys)")
-@click.option(
-    "--poll-interval",
-    metavar="SECONDS",
-    help="keyless mode (no API key): seconds between REST polls [env WATCHER_POLL_INTERVAL;"
-    " default 10]",
-)
-@click.option(
-    "--stale-after",
-    metavar="SECONDS",
-    help="alert when no data arrived for this long [env WATCHER_STALE_AFTER; default 60]",
-)
-@click.option(
-    "--refresh-interval",
-    metavar="SECONDS",
-    help="seconds between REST market metadata refreshes [env WATCHER_REFRESH_INTERVAL;"
-    " default 300]",
-)
-@click.option(
-    "--digest-at",
-    metavar="HH:MM",
-    help="send a daily digest at this local time (rules.yaml timezone) [env WATCHER_DIGEST_AT;"
-    " default off]",
-)
-@click.option(
-    "--retention-days",
-    metavar="DAYS",
-    help="keep ticks/trades/book rows this many days, 0 = forever [env WATCHER_RETENTION_DAYS;"
-    " default 30]",
-)
+@_start_options
 @click.option(
     "--write-back/--no-write-back",
     default=None,
     help="write settlements into trades.json (backup kept) [env WATCHER_WRITE_BACK=1; default off]",
 )
-@click.option(
-    "--metrics-port",
-    metavar="PORT",
-    help="serve Prometheus /metrics and /healthz on 127.0.0.1:PORT [env WATCHER_METRICS_PORT;"
-    " default off]",
-)
 @_errors_exit
-def start(simulate: bool, **kwargs: Any) -> None:
+def start(simulate: bool, write_back: bool | None, **kwargs: Any) -> None:
     """Run the service until Ctrl-C / SIGTERM; flush and exit 0.
 
     Without an API key (and without --simulate) it polls Kalshi's public REST API instead of
@@ -153,21 +145,11 @@ def start(simulate: bool, **kwargs: Any) -> None:
     """
     from watcher.app import run_service
 
-    service_options = {
-        name: kwargs.pop(name)
-        for name in (
-            "poll_interval",
-            "stale_after",
-            "refresh_interval",
-            "digest_at",
-            "retention_days",
-            "write_back",
-            "metrics_port",
-        )
+    options = {
+        name.replace("-", "_"): kwargs.pop(name.replace("-", "_")) for name, *_ in START_OPTIONS
     }
-    settings = _settings(kwargs, simulate=simulate, **service_options)
-    summary = asyncio.run(run_service(settings))
-    click.echo(summary)
+    settings = _settings(kwargs, simulate=simulate, write_back=write_back, **options)
+    click.echo(asyncio.run(run_service(settings)))
 
 
 @cli.command()
@@ -249,29 +231,25 @@ def notify_test(target: str | None, **kwargs: Any) -> None:
 
 @cli.command()
 @_common
-@click.option("--since", metavar="DURATION", help="only alerts newer than this (e.g. 2h, 1d)")
+@click.option("--since", metavar="WHEN", help="only newer than this (2h, 1d, or 2026-01-15T09:00)")
 @click.option("--status", help="only alerts with this status (pending, delivered, failed, ...)")
 @click.option("--limit", default=50, show_default=True, type=int)
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
 @_errors_exit
 def alerts(since: str | None, status: str | None, limit: int, as_json: bool, **kwargs: Any) -> None:
-    """List recent alerts with their delivery status."""
-    from watcher.notify.outbox import Outbox
-    from watcher.rules.fields import parse_duration
+    """List recent alerts with their delivery status (times in the rules' timezone)."""
+    from watcher.ops.alerts import alert_json, alert_line
 
     settings = _settings(kwargs)
-    since_ms = None
-    if since:
-        since_ms = int(time.time() * 1000) - parse_duration(since) // timedelta(milliseconds=1)
-    outbox = Outbox(settings.db_path)
-    try:
-        records = outbox.recent(since_ms=since_ms, status=status, limit=limit)
-    finally:
-        outbox.close()
+    tz = _display_tz(settings)
+    since_ms = _when(since, "--since", tz)
+    records = _read(
+        settings, lambda model: model.recent_alerts(since_ms=since_ms, status=status, limit=limit)
+    )
     if not records:
         click.echo("no alerts")
     for record in records:
-        click.echo(json.dumps(_alert_json(record)) if as_json else _alert_line(record))
+        click.echo(json.dumps(alert_json(record)) if as_json else alert_line(record, tz))
 
 
 @cli.command()
@@ -282,18 +260,13 @@ def status(**kwargs: Any) -> None:
 
     Reads the database without locking it, so it works while the service runs.
     """
-    from watcher.domain.positions import load_positions
+    from watcher.domain.trades_file import load_positions
     from watcher.ops.status import read_status, render_status
-    from watcher.store import open_database
 
     settings = _settings(kwargs)
     portfolio = load_positions(settings.trades_path)
     tz = _display_tz(settings)
-    conn = open_database(settings.db_path, readonly=True)
-    try:
-        rows, health = read_status(conn, portfolio)
-    finally:
-        conn.close()
+    rows, health = _read(settings, lambda model: read_status(model, portfolio))
     for line in render_status(rows, health, now_ms=_now_ms(), tz=tz):
         click.echo(line)
 
@@ -306,19 +279,16 @@ def status(**kwargs: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
 @_errors_exit
 def history(market: str, since: str | None, limit: int, as_json: bool, **kwargs: Any) -> None:
-    """Recent ticks and trades of MARKET, oldest first (YES prices in dollars)."""
+    """Recent ticks and trades of MARKET, oldest first (YES prices in cents)."""
     from watcher.ops.history import history_json, history_line, read_history
-    from watcher.store import open_database
 
     settings = _settings(kwargs)
     tz = _display_tz(settings)
     since_ms = _when(since, "--since", tz)
     ticker = market.strip().upper()
-    conn = open_database(settings.db_path, readonly=True)
-    try:
-        rows = read_history(conn, ticker, since_ms=since_ms, limit=limit)
-    finally:
-        conn.close()
+    rows = _read(
+        settings, lambda model: read_history(model, ticker, since_ms=since_ms, limit=limit)
+    )
     if not rows and not as_json:
         click.echo(f"no ticks or trades of {ticker} in {settings.db_path}", err=True)
     for kind, row in rows:
@@ -341,70 +311,34 @@ def replay(
 ) -> None:
     """Backtest a rules file: run it over the recorded ticks, trades and lifecycle events and
     print each alert it would have sent (nothing is sent)."""
-    from watcher.domain.positions import load_positions
-    from watcher.ops.replay import ReplayStats, alert_line, count_events
-    from watcher.ops.replay import replay as run_replay
+    from watcher.domain.trades_file import load_positions
+    from watcher.ops import replay as ops
     from watcher.rules import load_rules
-    from watcher.store import open_database
 
     settings = _settings(kwargs)
     rules = load_rules(settings.rules_path, env=settings.env)
     portfolio = load_positions(settings.trades_path)
-    since_ms, until_ms = _when(since, "--since", rules.tz), _when(until, "--until", rules.tz)
-    wanted = {t.strip().upper() for t in markets} or None
-    stats = ReplayStats()
-    conn = open_database(settings.db_path, readonly=True)
-    try:
-        tickers = [t for t in portfolio.tickers() if wanted is None or t in wanted]
-        total = count_events(conn, since_ms=since_ms, until_ms=until_ms, markets=tickers)
-        run = functools.partial(
-            run_replay,
-            conn,
-            rules,
-            portfolio,
-            since_ms=since_ms,
-            until_ms=until_ms,
-            markets=wanted,
-            stats=stats,
-        )
-        alerts: Iterable[Any]
-        if total >= REPLAY_PROGRESS_MIN:  # alerts are printed after the bar, not through it
-            with click.progressbar(length=total, label="replaying", file=sys.stderr) as bar:
-                alerts = list(run(progress=bar.update))
-        else:
-            alerts = run()
-        for alert in alerts:
-            click.echo(json.dumps(_replay_json(alert)) if as_json else alert_line(alert, rules.tz))
-    finally:
-        conn.close()
-    click.echo(_replay_summary(stats, rules.tz), err=True)
-
-
-def _replay_summary(stats: Any, tz: Any) -> str:
-    from watcher.rules.quiet import local_time
-
-    if not stats.events:
-        return "replay: no recorded ticks, trades or lifecycle events in this range"
-    first = local_time(stats.first_ms, tz).strftime("%Y-%m-%d %H:%M")
-    last = local_time(stats.last_ms, tz).strftime("%Y-%m-%d %H:%M")
-    return (
-        f"replay: {stats.ticks} ticks, {stats.trades} trades, {stats.lifecycle} lifecycle events"
-        f" of {len(stats.markets)} markets from {first} to {last}: {stats.alerts} alerts"
-        " (nothing was sent)"
-    )
-
-
-def _replay_json(alert: Any) -> dict[str, Any]:
-    return {
-        "at_ms": alert.at_ms,
-        "market_ticker": alert.market_ticker,
-        "rule": alert.rule,
-        "severity": alert.severity,
-        "title": alert.title,
-        "body": alert.body,
-        "key": alert.key,
-        "suppressed": alert.suppressed,
+    span: dict[str, Any] = {
+        "since_ms": _when(since, "--since", rules.tz),
+        "until_ms": _when(until, "--until", rules.tz),
+        "markets": {t.strip().upper() for t in markets} or None,
     }
+    stats = ops.ReplayStats()
+
+    async def show(model: ReadModel) -> None:
+        total = await ops.count_replay_events(model, portfolio, **span)
+        with contextlib.ExitStack() as stack:  # alerts are printed after the bar, not through it
+            if total >= REPLAY_PROGRESS_MIN:
+                bar = click.progressbar(length=total, label="replaying", file=sys.stderr)
+                span["progress"] = stack.enter_context(bar).update
+            found = [a async for a in ops.replay(model, rules, portfolio, stats=stats, **span)]
+        for alert in found:
+            click.echo(
+                json.dumps(ops.alert_json(alert)) if as_json else ops.alert_line(alert, rules.tz)
+            )
+
+    _read(settings, show)
+    click.echo(ops.summary_line(stats, rules.tz), err=True)
 
 
 def _display_tz(settings: Settings) -> Any:
@@ -432,41 +366,22 @@ def _when(text: str | None, option: str, tz: Any) -> int | None:
         raise  # unreachable: _fail exits
 
 
+def _read(settings: Settings, use: Callable[[ReadModel], Awaitable[_T]]) -> _T:
+    """Run ``use`` on the read model of ``--db`` in a fresh event loop, then close it."""
+    from watcher.store import open_backend
+
+    async def run() -> _T:
+        model = await open_backend(settings.db_path).read_model()
+        try:
+            return await use(model)
+        finally:
+            await model.close()
+
+    return asyncio.run(run())
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _alert_line(record: Any) -> str:
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created_ms / 1000))
-    deliveries = ", ".join(
-        f"{d.target}={d.status}" + (f" ({d.attempts} tries)" if d.attempts > 1 else "")
-        for d in record.deliveries
-    )
-    return f"{when}  {record.status:<10} [{record.severity}] {record.title}" + (
-        f"  -> {deliveries}" if deliveries else ""
-    )
-
-
-def _alert_json(record: Any) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "created_ms": record.created_ms,
-        "rule": record.rule,
-        "market_ticker": record.market_ticker,
-        "severity": record.severity,
-        "title": record.title,
-        "body": record.body,
-        "status": record.status,
-        "deliveries": [
-            {
-                "target": d.target,
-                "status": d.status,
-                "attempts": d.attempts,
-                "last_error": d.last_error,
-            }
-            for d in record.deliveries
-        ],
-    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from watcher.errors import WatcherError
 from watcher.kalshi.endpoints import resolve_endpoints
@@ -132,23 +133,14 @@ def settings_from_env(
         SettingsError: an option or variable has an unusable value (the message names it).
     """
     env = dict(os.environ if environ is None else environ)
-    demo = env.get("KALSHI_ENV", "prod").strip().lower() == "demo"
-    endpoints = resolve_endpoints(
-        demo=demo, ws_url=env.get("KALSHI_WS_URL"), api_url=env.get("KALSHI_API_URL")
-    )
     pick = _Picker(env)
     return Settings(
         trades_path=Path(trades or env.get("WATCHER_TRADES") or "trades.json"),
         rules_path=Path(rules or env.get("WATCHER_RULES") or "rules/rules.yaml"),
         db_path=Path(db or env.get("WATCHER_DB") or "data/watcher.db"),
-        ws_url=endpoints.ws_url,
-        api_url=endpoints.api_url,
-        demo=demo,
-        api_key_id=env.get("KALSHI_API_KEY_ID") or None,
-        private_key_path=env.get("KALSHI_PRIVATE_KEY_PATH") or None,
-        private_key_password=env.get("KALSHI_PRIVATE_KEY_PASSWORD") or None,
         simulate=simulate,
         env=env,
+        **_kalshi_settings(env),
         poll_interval=pick.seconds("poll-interval", poll_interval, DEFAULT_POLL_INTERVAL),
         stale_after=pick.seconds("stale-after", stale_after, DEFAULT_STALE_AFTER),
         refresh_interval=pick.seconds(
@@ -159,6 +151,22 @@ def settings_from_env(
         write_back=pick.flag("write-back", write_back),
         metrics_port=pick.port("metrics-port", metrics_port),
     )
+
+
+def _kalshi_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """The KALSHI_* variables: endpoints (prod, demo or overridden) and the key."""
+    demo = env.get("KALSHI_ENV", "prod").strip().lower() == "demo"
+    endpoints = resolve_endpoints(
+        demo=demo, ws_url=env.get("KALSHI_WS_URL"), api_url=env.get("KALSHI_API_URL")
+    )
+    return {
+        "ws_url": endpoints.ws_url,
+        "api_url": endpoints.api_url,
+        "demo": demo,
+        "api_key_id": env.get("KALSHI_API_KEY_ID") or None,
+        "private_key_path": env.get("KALSHI_PRIVATE_KEY_PATH") or None,
+        "private_key_password": env.get("KALSHI_PRIVATE_KEY_PASSWORD") or None,
+    }
 
 
 class _Picker:

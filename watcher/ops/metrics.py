@@ -23,20 +23,16 @@ Exposed (all names start with ``watcher_``; ``*_total`` are counters)::
 plus the standard ``process_*`` metrics (CPU, memory, open files) on Linux. A family whose
 source is not bound (see :func:`bind_service`) is left out rather than reported as zero.
 
-``prometheus_client`` is imported only when the server starts (``--metrics-port``) or metrics
-are rendered: the service always keeps a :class:`Metrics`, but without the server the library
-would be ~1.3 MB of resident memory for nothing.
+``prometheus_client`` (~1.3 MB resident) is imported only when the server starts
+(``--metrics-port``) or metrics are rendered, though the service always keeps a :class:`Metrics`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
-import http
 import itertools
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -44,7 +40,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from watcher.errors import ConfigError
 from watcher.kalshi import messages as m
 
 if TYPE_CHECKING:
@@ -62,24 +57,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AGE_BUCKETS",
-    "DEFAULT_PORT",
-    "Health",
     "Metrics",
-    "MetricsServer",
     "Sources",
     "bind_service",
-    "feed_health",
     "open_deliveries",
 ]
 
 logger = logging.getLogger("watcher.metrics")
 
 #: The port in the systemd unit and the README (Prometheus' exporter registry has no 9464 user).
-DEFAULT_PORT = 9464
 #: Upper bounds of the message-age histogram, in seconds.
 AGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
-_MAX_REQUEST_LINE = 8192
-_MAX_HEADERS = 100
 _JOB_KINDS = {
     "runs": "Scheduled job runs",
     "failures": "Scheduled job runs that raised",
@@ -106,47 +94,19 @@ class Sources:
     sender_stats: Callable[[], SenderStats | None] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Health:
-    """The answer of ``/healthz``: 200 with ``reason`` when ``ok``, else 503 with it."""
+async def open_deliveries(location: str | Path) -> int:
+    """Count deliveries still to send (``pending`` or ``retrying``) through a read model.
 
-    ok: bool
-    reason: str = "ok"
-
-
-def feed_health(
-    *, connected: bool, last_message_at: float | None, now: float, max_silence: float | None = None
-) -> Health:
-    """Decide whether the feed is live (a pure function; times are ``time.monotonic()``).
-
-    Args:
-        connected: the WebSocket is open (the client's ping watchdog closes a dead one).
-        last_message_at: when the last frame arrived, or None if none has.
-        now: the current monotonic time.
-        max_silence: seconds without a frame after which the feed counts as stale; None never.
-
-    Returns:
-        ``Health(True)`` or ``Health(False, reason)``.
+    Opens the ``--db`` location's own read model for the one query (a scrape is rare), so it
+    never waits for the writer or the outbox and leaves nothing open between scrapes.
     """
-    if not connected:
-        return Health(False, "feed not connected")
-    if max_silence is not None and last_message_at is not None:
-        silent = now - last_message_at
-        if silent > max_silence:
-            return Health(False, f"no frame for {silent:.0f} s (limit {max_silence:g} s)")
-    return Health(True)
+    from watcher.store.backend import open_backend
 
-
-def open_deliveries(db_path: str | Path) -> int:
-    """Count deliveries still to send (``pending`` or ``retrying``); blocking, use a thread.
-
-    Opens its own read-only connection, so it never waits for the writer or the outbox.
-    """
-    uri = f"{Path(db_path).resolve().as_uri()}?mode=ro"
-    # The statuses of watcher.notify.outbox.OPEN_STATUSES (not imported: it pulls in Apprise).
-    sql = "SELECT COUNT(*) FROM alert_deliveries WHERE status IN ('pending', 'retrying')"
-    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=1.0)) as conn:
-        return int(conn.execute(sql).fetchone()[0])
+    read_model = await open_backend(location).read_model()
+    try:
+        return await read_model.open_deliveries()
+    finally:
+        await read_model.close()
 
 
 class _AgeHistogram:
@@ -426,200 +386,11 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(f"watcher_{name}", documentation, value=value)
 
 
-def bind_service(
-    metrics: Metrics,
-    *,
-    client_stats: Callable[[], ClientStats | None] | None = None,
-    feed_connected: Callable[[], bool] | None = None,
-    last_message_at: Callable[[], float | None] | None = None,
-    store_stats: Callable[[], WriterStats | None] | None = None,
-    feed_queue_depth: Callable[[], int] | None = None,
-    outbox_pending: Callable[[], Awaitable[int | None]] | None = None,
-    alerts_fired: Callable[[], int] | None = None,
-    alerts_suppressed: Callable[[], int] | None = None,
-    sender_stats: Callable[[], SenderStats | None] | None = None,
-) -> None:
-    """Tell ``metrics`` where the service keeps each value (see :class:`Sources`).
+def bind_service(metrics: Metrics, **sources: Any) -> None:
+    """Tell ``metrics`` where the service keeps each value: keyword arguments named as the
+    fields of :class:`Sources` (an unknown name is a TypeError).
 
     Sources are callables, so objects created later (the sender starts with the pipeline) can
     be read through them: ``sender_stats=lambda: p.sender.stats if p.sender else None``.
     """
-    metrics.sources = Sources(
-        client_stats=client_stats,
-        feed_connected=feed_connected,
-        last_message_at=last_message_at,
-        store_stats=store_stats,
-        feed_queue_depth=feed_queue_depth,
-        outbox_pending=outbox_pending,
-        alerts_fired=alerts_fired,
-        alerts_suppressed=alerts_suppressed,
-        sender_stats=sender_stats,
-    )
-
-
-class MetricsServer:
-    """A minimal asyncio HTTP server for ``/metrics`` and ``/healthz``; an async context manager.
-
-    ``GET``/``HEAD /metrics`` answers the Prometheus text format; ``/healthz`` answers 200 ``ok``
-    while ``is_healthy()`` is true (or a healthy :class:`Health`), else 503 with the reason.
-    Anything else is 404 (405 for other methods). One request per connection.
-
-    Args:
-        metrics: what ``/metrics`` serves.
-        host: the address to listen on; loopback by default (metrics are not secret, but not
-            public either).
-        port: the TCP port; 0 picks a free one (see :attr:`port`).
-        is_healthy: the liveness test, called per request on the event loop.
-        read_timeout: seconds a client has to send its request.
-
-    Raises:
-        ConfigError: the address cannot be bound (in use, not local, no permission).
-    """
-
-    def __init__(
-        self,
-        metrics: Metrics,
-        *,
-        host: str = "127.0.0.1",
-        port: int = DEFAULT_PORT,
-        is_healthy: Callable[[], bool | Health],
-        read_timeout: float = 5.0,
-    ) -> None:
-        self.metrics = metrics
-        self.host = host
-        self.is_healthy = is_healthy
-        self.read_timeout = read_timeout
-        self._requested_port = port
-        self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[Any]] = set()
-
-    def __repr__(self) -> str:
-        state = "serving" if self._server is not None else "stopped"
-        return f"<MetricsServer http://{self.host}:{self.port} {state}>"
-
-    async def __aenter__(self) -> MetricsServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    # Public methods
-
-    @property
-    def port(self) -> int:
-        """The port listened on (the one picked by the OS when 0 was asked for)."""
-        if self._server is None or not self._server.sockets:
-            return self._requested_port
-        return int(self._server.sockets[0].getsockname()[1])
-
-    @property
-    def url(self) -> str:
-        """``http://host:port`` (IPv6 hosts in brackets)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    async def start(self) -> None:
-        """Listen; log where."""
-        # Import prometheus_client now rather than on the event loop during the first scrape.
-        self.metrics.registry  # noqa: B018
-        try:
-            self._server = await asyncio.start_server(
-                self._serve, self.host, self._requested_port, limit=_MAX_REQUEST_LINE
-            )
-        except OSError as exc:
-            where = f"{self.host}:{self._requested_port}"
-            raise ConfigError(
-                f"cannot serve metrics on {where}: {exc.strerror or exc}", file="--metrics-port"
-            ) from exc
-        logger.info("metrics on %s/metrics, health on %s/healthz", self.url, self.url)
-
-    async def close(self) -> None:
-        """Stop listening and end open connections (idempotent)."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.close()
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
-        await server.wait_closed()
-
-    # Private methods
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        try:
-            try:
-                async with asyncio.timeout(self.read_timeout):
-                    method, path = await _read_request(reader)
-            except ValueError as exc:
-                method, reply = "GET", _text(400, f"bad request: {exc}")
-            else:
-                reply = await self._route(method, path)
-            writer.write(_response(*reply, head=method == "HEAD"))
-            await writer.drain()
-        except (ConnectionError, TimeoutError):
-            pass  # the client went away or never sent a request
-        except Exception:
-            logger.exception("metrics server failed to answer a request")
-        finally:
-            self._connections.discard(task)
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
-
-    async def _route(self, method: str, path: str) -> tuple[int, str, bytes]:
-        if path not in ("/metrics", "/healthz"):
-            return _text(404, f"not found: {path[:100]}")
-        if method not in ("GET", "HEAD"):
-            return _text(405, f"method not allowed: {method[:20]}")
-        if path == "/healthz":
-            return self._health()
-        await self.metrics.refresh()
-        from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
-
-        try:
-            return 200, CONTENT_TYPE_PLAIN_0_0_4, self.metrics.render()
-        except Exception as exc:
-            logger.exception("metrics collection failed: %s", exc)
-            return _text(500, f"metrics collection failed: {exc}")
-
-    def _health(self) -> tuple[int, str, bytes]:
-        try:
-            answer = self.is_healthy()
-        except Exception as exc:
-            logger.warning("health check raised: %r", exc)
-            return _text(503, f"health check failed: {exc!r}")
-        health = answer if isinstance(answer, Health) else Health(bool(answer), "unhealthy")
-        return _text(200, "ok") if health.ok else _text(503, health.reason)
-
-
-async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str]:
-    """Parse ``METHOD TARGET HTTP/x.y`` and skip the headers; return ``(method, path)``."""
-    line = (await reader.readline()).decode("latin-1").strip()  # ValueError if too long
-    parts = line.split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-        raise ValueError(f"malformed request line {line[:100]!r}")
-    for _ in range(_MAX_HEADERS):
-        header = await reader.readline()
-        if header in (b"\r\n", b"\n", b""):
-            return parts[0], parts[1].split("?", 1)[0]
-    raise ValueError(f"more than {_MAX_HEADERS} headers")
-
-
-def _text(status: int, text: str) -> tuple[int, str, bytes]:
-    return status, "text/plain; charset=utf-8", f"{text}\n".encode()
-
-
-def _response(status: int, content_type: str, body: bytes, *, head: bool = False) -> bytes:
-    lines = (
-        f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}",
-        f"Content-Type: {content_type}",
-        f"Content-Length: {len(body)}",
-        "Cache-Control: no-store",
-        "Connection: close",
-    )
-    return "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + (b"" if head else body)
+    metrics.sources = Sources(**sources)

@@ -1,22 +1,21 @@
 """``watcher status``: every watched position with its latest stored quote, P&L, last alert and
 the feed health the service recorded.
 
-Reads through a read-only connection, so it works while the service runs.
+Reads through the store's :class:`~watcher.store.ports.ReadModel`, which never blocks the
+writer, so it works while the service runs.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from watcher.domain.positions import Portfolio
 from watcher.kalshi.fixed import format_cents
-from watcher.ops.readout import ago_text, cents_text
-from watcher.rules.quiet import local_time
+from watcher.ops.readout import ago_text, cents_text, time_text
 from watcher.rules.wording import contracts_text, signed_dollars
 from watcher.service.digest import PositionView, view_position
-from watcher.store.queries import latest_ticker, service_state
+from watcher.store.ports import ReadModel
 
 __all__ = ["SERVICE_GONE_AFTER_MS", "FeedHealth", "StatusRow", "read_status", "render_status"]
 
@@ -51,27 +50,22 @@ class FeedHealth:
         return now_ms - self.heartbeat_ms <= SERVICE_GONE_AFTER_MS
 
 
-def read_status(
-    conn: sqlite3.Connection, portfolio: Portfolio
+async def read_status(
+    read_model: ReadModel, portfolio: Portfolio
 ) -> tuple[list[StatusRow], FeedHealth]:
     """Every watched position with its latest stored quote and last alert, and feed health."""
     rows = []
     for position in portfolio.watched():
-        tick = latest_ticker(conn, position.ticker)
+        tick = await read_model.latest_ticker(position.ticker)
         view = view_position(
             position,
             yes_bid=tick.yes_bid_e6 if tick else None,
             yes_ask=tick.yes_ask_e6 if tick else None,
             yes_last=tick.price_e6 if tick else None,
         )
-        found = conn.execute(
-            "SELECT created_ms, rule FROM alerts WHERE market_ticker = ?"
-            " ORDER BY created_ms DESC, id DESC LIMIT 1",
-            (position.ticker,),
-        ).fetchone()
-        alert = (int(found[0]), str(found[1])) if found else None
+        alert = await read_model.last_alert(position.ticker)
         rows.append(StatusRow(view, tick.received_ms if tick else None, alert))
-    state = service_state(conn)
+    state = await read_model.service_state()
     health = FeedHealth(
         status=state.get("feed.status"),
         mode=state.get("feed.mode"),
@@ -119,9 +113,9 @@ def _feed_line(health: FeedHealth, now_ms: int, tz: ZoneInfo) -> str:
     if health.heartbeat_ms is None:
         return "service: never ran on this database"
     if not health.is_running(now_ms):
-        seen = local_time(health.heartbeat_ms, tz).strftime("%Y-%m-%d %H:%M")
+        seen = time_text(health.heartbeat_ms, tz, "%Y-%m-%d %H:%M")
         return f"service: not running (last seen {seen}, {ago_text(health.heartbeat_ms, now_ms)})"
-    since = local_time(health.started_ms or now_ms, tz).strftime("%Y-%m-%d %H:%M")
+    since = time_text(health.started_ms or now_ms, tz, "%Y-%m-%d %H:%M")
     data = (
         "no data yet"
         if health.last_message_ms is None
@@ -141,4 +135,4 @@ def _alert_text(alert: tuple[int, str] | None, tz: ZoneInfo) -> str:
     if alert is None:
         return "-"
     created, rule = alert
-    return f"{local_time(created, tz).strftime('%m-%d %H:%M')} {rule}"
+    return f"{time_text(created, tz, '%m-%d %H:%M')} {rule}"

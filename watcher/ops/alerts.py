@@ -1,0 +1,46 @@
+"""``watcher alerts``: recent alerts with their delivery status per target."""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from watcher.ops.readout import time_text
+from watcher.store.records import AlertRecord
+
+__all__ = ["alert_json", "alert_line"]
+
+
+def alert_line(record: AlertRecord, tz: ZoneInfo) -> str:
+    """One line: when (in ``tz``, labelled), status, severity, title and each delivery."""
+    deliveries = ", ".join(
+        f"{d.target}={d.status}" + (f" ({d.attempts} tries)" if d.attempts > 1 else "")
+        for d in record.deliveries
+    )
+    when = time_text(record.created_ms, tz)
+    return f"{when}  {record.status:<10} [{record.severity}] {record.title}" + (
+        f"  -> {deliveries}" if deliveries else ""
+    )
+
+
+def alert_json(record: AlertRecord) -> dict[str, Any]:
+    """One JSON object of ``watcher alerts --json`` (errors are stored masked)."""
+    return {
+        "id": record.id,
+        "created_ms": record.created_ms,
+        "rule": record.rule,
+        "market_ticker": record.market_ticker,
+        "severity": record.severity,
+        "title": record.title,
+        "body": record.body,
+        "status": record.status,
+        "deliveries": [
+            {
+                "target": d.target,
+                "status": d.status,
+                "attempts": d.attempts,
+                "last_error": d.last_error,
+            }
+            for d in record.deliveries
+        ],
+    }
