@@ -7,11 +7,19 @@ adds a forbidden import fails here with the chain of imports that broke the cont
 from __future__ import annotations
 
 import ast
+import importlib
+import inspect
+import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+import watcher
+import watcher.errors
+import watcher.kalshi.errors
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "watcher"
@@ -67,3 +75,23 @@ def test_the_folder_list_names_the_rooms_of_the_architecture_doc() -> None:
         assert f"`{room}/`" in doc
     loose = {path.name for path in PACKAGE.glob("*.py")}
     assert loose <= {"__init__.py", "app.py", "cli.py", "errors.py", "settings.py"}
+
+
+def test_every_exception_class_appears_in_a_drawn_tree() -> None:
+    """Every exception class of the package is drawn in watcher.errors' docstring, and every
+    one of the library's in watcher.kalshi.errors' too."""
+    service_tree = watcher.errors.__doc__ or ""
+    library_tree = watcher.kalshi.errors.__doc__ or ""
+    found = set()
+    for info in pkgutil.walk_packages(watcher.__path__, "watcher."):
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            if inspect.isclass(value) and issubclass(value, BaseException):
+                if value.__module__ == info.name:
+                    found.add((info.name, name))
+    assert len(found) >= 15
+    for module, name in sorted(found):
+        drawn = re.compile(rf"^\s+(?:[│ ]*[├└]── )?{name}\b", re.MULTILINE)
+        assert drawn.search(service_tree), f"{module}.{name} is not drawn in watcher.errors"
+        if module.startswith("watcher.kalshi."):
+            assert drawn.search(library_tree), f"{module}.{name} not in watcher.kalshi.errors"

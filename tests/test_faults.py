@@ -44,6 +44,7 @@ from watcher.kalshi.sim.exchange import SimulatedExchange
 from watcher.notify import Outbox, Sender
 from watcher.rules import load_rules
 from watcher.settings import settings_from_env
+from watcher.store.sqlite_alerts import SQLiteAlertStore
 from watcher.store.storage import SQLiteStorage
 from watcher.store.writer import StoreWriter
 
@@ -658,7 +659,8 @@ async def test_notifier_fault_is_retried_and_delivered_exactly_once(tmp_path, fa
     with Outbox(tmp_path / "w.db") as outbox:
         outbox.record([alert], now_ms=now_ms)
         url = f"json://127.0.0.1:{port}/hook"
-        async with Sender(outbox, {"hook": [url]}, timeout=0.5, **FAST_SENDER) as sender:
+        store = SQLiteAlertStore(outbox, owned=False)
+        async with Sender(store, {"hook": [url]}, timeout=0.5, **FAST_SENDER) as sender:
             if fault == "connection-refused":
                 await poll(lambda: sender.stats.retried >= 2)
             async with recorder:

@@ -31,6 +31,7 @@ from watcher.notify import (
     validate_targets,
 )
 from watcher.notify.sender import compose_message, retry_delay
+from watcher.store.sqlite_alerts import SQLiteAlertStore
 
 NOW = int(time.time() * 1000)
 WAIT = 10_000 * MS
@@ -40,6 +41,11 @@ FAST: dict[str, Any] = {
     "max_backoff": 0.05,
     "timeout": 5.0,
 }
+
+
+def over(outbox: Outbox) -> SQLiteAlertStore:
+    """The async alert store over the test's outbox, which the test keeps owning."""
+    return SQLiteAlertStore(outbox, owned=False)
 
 
 def make_alert(n: int = 1, targets: tuple[str, ...] = ("hook",), **kw: Any) -> Alert:
@@ -79,7 +85,9 @@ async def http():
 async def test_json_target_receives_the_alert_payload(outbox, http):
     """A json:// target gets one POST with the alert's title, body and notify type."""
     outbox.record([make_alert(severity="critical")], now_ms=NOW)
-    async with Sender(outbox, {"hook": [http.url]}, **FAST) as sender:
+    async with Sender(
+        SQLiteAlertStore(outbox, owned=False), {"hook": [http.url]}, **FAST
+    ) as sender:
         await wait_until(lambda: statuses(outbox) == ["delivered"])
     [request] = http.requests
     assert request.path == "/hook"
@@ -117,7 +125,7 @@ async def test_mailto_target_delivers_mail_to_a_local_smtp_server(outbox, smtp):
     handler, port = smtp
     url = f"mailto://127.0.0.1:{port}?mode=insecure&from=watcher@example.com&to=me@example.com"
     outbox.record([make_alert(targets=("email",))], now_ms=NOW)
-    async with Sender(outbox, {"email": url}, **FAST):
+    async with Sender(over(outbox), {"email": url}, **FAST):
         await wait_until(lambda: statuses(outbox) == ["delivered"])
     [mail] = handler.messages
     assert mail["Subject"] == "KXTEST-1 spread 1c"
@@ -135,7 +143,9 @@ async def test_target_failing_twice_then_accepting_is_delivered_exactly_once(out
     """500, 500, then 200: one delivered request, recorded as delivered after 3 attempts."""
     http.statuses[:] = [500, 500]
     outbox.record([make_alert()], now_ms=NOW)
-    async with Sender(outbox, {"hook": [http.url]}, **FAST) as sender:
+    async with Sender(
+        SQLiteAlertStore(outbox, owned=False), {"hook": [http.url]}, **FAST
+    ) as sender:
         await wait_until(lambda: statuses(outbox) == ["delivered"])
     assert [r.status for r in http.requests] == [500, 500, 200]
     assert len(http.delivered) == 1
@@ -149,7 +159,9 @@ async def test_send_that_times_out_is_retried(outbox, http):
     """A service that does not answer within the timeout counts as a failed attempt."""
     http.statuses[:] = [0]
     outbox.record([make_alert()], now_ms=NOW)
-    async with Sender(outbox, {"hook": [http.url]}, **{**FAST, "timeout": 0.2}):
+    async with Sender(
+        SQLiteAlertStore(outbox, owned=False), {"hook": [http.url]}, **{**FAST, "timeout": 0.2}
+    ):
         await wait_until(lambda: statuses(outbox) == ["delivered"])
     [delivery] = outbox.recent()[0].deliveries
     assert (delivery.attempts, delivery.last_error) == (2, "JSON: apprise timed out")
@@ -159,7 +171,7 @@ async def test_stopping_waits_for_the_send_in_flight_to_be_recorded(outbox, http
     """Leaving the context lets an answered send be marked, so a restart will not repeat it."""
     http.statuses[:] = [0]
     outbox.record([make_alert()], now_ms=NOW)
-    async with Sender(outbox, {"hook": [http.url]}, **FAST):
+    async with Sender(over(outbox), {"hook": [http.url]}, **FAST):
         await wait_until(lambda: len(http.requests) == 1)
         asyncio.get_running_loop().call_later(0.05, http.release.set)
     assert statuses(outbox) == ["delivered"]
@@ -172,7 +184,9 @@ async def test_new_sender_delivers_rows_left_pending_by_a_previous_run(tmp_path,
         before_restart.record([make_alert(1), make_alert(2)], now_ms=NOW)
     for _ in range(2):  # two restarts in a row: the second finds nothing to send
         with Outbox(path) as outbox:
-            async with Sender(outbox, {"hook": [http.url]}, **FAST) as sender:
+            async with Sender(
+                SQLiteAlertStore(outbox, owned=False), {"hook": [http.url]}, **FAST
+            ) as sender:
                 await wait_until(all_closed(outbox))
                 sender.wake()
                 await asyncio.sleep(0.05)
@@ -183,7 +197,9 @@ async def test_new_sender_delivers_rows_left_pending_by_a_previous_run(tmp_path,
 
 async def test_duplicate_record_of_the_same_key_sends_once(outbox, http):
     """Recording the same alert twice (a replay) results in a single message."""
-    async with Sender(outbox, {"hook": [http.url]}, **FAST) as sender:
+    async with Sender(
+        SQLiteAlertStore(outbox, owned=False), {"hook": [http.url]}, **FAST
+    ) as sender:
         for _ in range(3):
             outbox.record([make_alert()], now_ms=NOW)
             sender.wake()
@@ -198,7 +214,9 @@ async def test_unparseable_url_is_a_config_error_and_not_retried(outbox, http, c
     """A URL Apprise cannot load closes the delivery as config_error after zero attempts."""
     caplog.set_level(logging.WARNING)
     outbox.record([make_alert(targets=("phone",))], now_ms=NOW)
-    async with Sender(outbox, {"phone": ["tgram://not-a-bot-token"]}, **FAST) as sender:
+    async with Sender(
+        SQLiteAlertStore(outbox, owned=False), {"phone": ["tgram://not-a-bot-token"]}, **FAST
+    ) as sender:
         await wait_until(all_closed(outbox))
     [record] = outbox.recent()
     [delivery] = record.deliveries
@@ -211,7 +229,7 @@ async def test_unparseable_url_is_a_config_error_and_not_retried(outbox, http, c
 async def test_unknown_target_is_a_config_error(outbox, http):
     """A target name missing from the configuration is config_error 'unknown target'."""
     outbox.record([make_alert(targets=("hook", "pager"))], now_ms=NOW)
-    async with Sender(outbox, {"hook": [http.url]}, **FAST):
+    async with Sender(over(outbox), {"hook": [http.url]}, **FAST):
         await wait_until(all_closed(outbox))
     deliveries = {d.target: d for d in outbox.recent()[0].deliveries}
     assert deliveries["hook"].status == DeliveryStatus.DELIVERED
@@ -223,7 +241,9 @@ async def test_unknown_target_is_a_config_error(outbox, http):
 async def test_updated_targets_apply_to_open_deliveries(outbox, http):
     """update_targets() (rules.yaml reload) is used for deliveries still being retried."""
     outbox.record([make_alert()], now_ms=NOW)
-    async with Sender(outbox, {"hook": ["json://127.0.0.1:1/"]}, **FAST) as sender:
+    async with Sender(
+        SQLiteAlertStore(outbox, owned=False), {"hook": ["json://127.0.0.1:1/"]}, **FAST
+    ) as sender:
         await wait_until(lambda: sender.stats.retried >= 1)
         sender.update_targets({"hook": http.url})
         await wait_until(lambda: statuses(outbox) == ["delivered"])
@@ -238,7 +258,9 @@ async def test_delivery_is_given_up_after_a_day(outbox, http):
     def next_day() -> float:
         return time.time() + 25 * 3600
 
-    async with Sender(outbox, {"hook": [http.url]}, **FAST, clock=next_day) as sender:
+    async with Sender(
+        SQLiteAlertStore(outbox, owned=False), {"hook": [http.url]}, **FAST, clock=next_day
+    ) as sender:
         await wait_until(all_closed(outbox))
     [delivery] = outbox.recent()[0].deliveries
     assert (delivery.status, delivery.attempts) == ("failed", 1)
@@ -251,7 +273,7 @@ async def test_partially_delivered_target_is_retried_only_on_failed_urls(outbox,
     async with HttpRecorder(statuses=[500]) as flaky:
         targets = {"hook": [http.url, flaky.url]}
         outbox.record([make_alert()], now_ms=NOW)
-        async with Sender(outbox, targets, **FAST):
+        async with Sender(over(outbox), targets, **FAST):
             await wait_until(lambda: statuses(outbox) == ["delivered"])
         assert [r.status for r in flaky.requests] == [500, 200]
     assert len(http.requests) == 1
@@ -263,7 +285,7 @@ async def test_partially_delivered_target_is_retried_only_on_failed_urls(outbox,
 async def test_alerts_due_together_go_as_one_message(outbox, http):
     """Three alerts due for one target are one message titled '3 alerts'."""
     outbox.record([make_alert(1), make_alert(2), make_alert(3, severity="critical")], now_ms=NOW)
-    async with Sender(outbox, {"hook": [http.url]}, **FAST):
+    async with Sender(over(outbox), {"hook": [http.url]}, **FAST):
         await wait_until(lambda: statuses(outbox) == ["delivered"] * 3)
     [request] = http.requests
     assert request.payload["title"] == "3 alerts"
@@ -274,7 +296,11 @@ async def test_alerts_due_together_go_as_one_message(outbox, http):
 
 async def test_burst_within_the_window_is_coalesced_after_the_first_message(outbox, http):
     """The first alert goes at once; the burst after it waits out the window as one message."""
-    async with Sender(outbox, {"hook": [http.url]}, **{**FAST, "coalesce_window": 0.3}) as s:
+    async with Sender(
+        SQLiteAlertStore(outbox, owned=False),
+        {"hook": [http.url]},
+        **{**FAST, "coalesce_window": 0.3},
+    ) as s:
         outbox.record([make_alert(1)], now_ms=NOW)
         s.wake()
         await wait_until(lambda: len(http.requests) == 1)
@@ -326,7 +352,7 @@ async def test_url_credentials_never_appear_in_any_output(outbox, http, caplog):
     url = SECRET_URL.format(port=http.port)
     targets = {"hook": [url], "broken": [url.replace("json://", "jsn://")]}
     outbox.record([make_alert(targets=("hook", "broken"))], now_ms=NOW)
-    async with Sender(outbox, targets, **FAST) as sender:
+    async with Sender(over(outbox), targets, **FAST) as sender:
         await wait_until(all_closed(outbox))
         outputs = [repr(sender), repr(outbox)]
     results = await send_test(targets)

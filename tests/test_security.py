@@ -42,6 +42,7 @@ from watcher.rules.template import render
 from watcher.service.writeback import write_settlement
 from watcher.settings import settings_from_env
 from watcher.store.schema import open_database
+from watcher.store.sqlite_alerts import SQLiteAlertStore
 
 from .support import (
     KEY_ID,
@@ -281,7 +282,7 @@ async def test_reprs_and_masked_urls_hide_url_credentials(tmp_path):
     url = SECRET_URL.format(port=8080)
     config = parse_rules(f"version: 1\nnotify: {{hook: '{url}'}}\nrules: []\n", env={})
     with Outbox(tmp_path / "w.db") as outbox:
-        async with Sender(outbox, config.notify) as sender:
+        async with Sender(SQLiteAlertStore(outbox, owned=False), config.notify) as sender:
             texts = {
                 "rules": repr(config),
                 "rules str": str(config),

@@ -29,7 +29,7 @@ raises on purpose". Every exception class in the package::
                                         the size limit (never escapes)
 
 ``RulesError`` lives in :mod:`watcher.rules.loader`, ``PositionsError`` in
-:mod:`watcher.domain.positions`, ``SettingsError`` in :mod:`watcher.settings` and
+:mod:`watcher.domain.trades_file`, ``SettingsError`` in :mod:`watcher.settings` and
 ``FileChanged`` in :mod:`watcher.service.writeback`.
 """
 

@@ -31,7 +31,6 @@ from watcher.notify.ports import Notifier
 from watcher.store.console import log_console_alert
 from watcher.store.ports import AlertStore
 from watcher.store.records import DeliveryRef, PendingDelivery
-from watcher.store.sqlite_alerts import Outbox, SQLiteAlertStore
 
 __all__ = ["NOTIFY_TYPES", "Sender", "SenderStats", "compose_message", "retry_delay"]
 
@@ -81,9 +80,7 @@ class Sender:
     """Deliver due outbox rows through a notifier, one task, as an async context manager.
 
     Args:
-        outbox: the alert store whose deliveries are claimed and settled. A synchronous
-            :class:`~watcher.store.sqlite_alerts.Outbox` is still accepted (and not closed) until
-            the pipeline hands over an :class:`~watcher.store.ports.AlertStore`.
+        outbox: the alert store whose deliveries are claimed and settled.
         targets: target name → notification URLs (a bare string is one URL).
         coalesce_window: at most one message per target per this many seconds; what becomes
             due meanwhile is sent together when the window ends.
@@ -99,7 +96,7 @@ class Sender:
 
     def __init__(
         self,
-        outbox: AlertStore | Outbox,
+        outbox: AlertStore,
         targets: Mapping[str, Sequence[str] | str],
         *,
         coalesce_window: float = 2.0,
@@ -110,9 +107,7 @@ class Sender:
         give_up_after: float = DAY,
         notifier: Notifier | None = None,
     ) -> None:
-        self._outbox: AlertStore = (
-            SQLiteAlertStore(outbox, owned=False) if isinstance(outbox, Outbox) else outbox
-        )
+        self._outbox = outbox
         self._notifier = notifier if notifier is not None else AppriseNotifier(timeout=timeout)
         self._targets = normalize_targets(targets)
         self._window = coalesce_window
