@@ -10,6 +10,7 @@ import sqlite3
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from watcher.domain.alert import Alert
+from watcher.kalshi.messages import Trade, TradeMsg
 
 from .conftest import MS
 
@@ -248,3 +250,20 @@ async def finish(proc: asyncio.subprocess.Process, sig: int | None = None) -> tu
         proc.send_signal(sig)
     out, err = await asyncio.wait_for(proc.communicate(), WAIT)
     return out.decode(), err.decode()
+
+
+def trade_frame(trade_id: str, *, market: str, ts_ms: int) -> Trade:
+    """A public trade frame: 136 contracts at YES 36¢, NO taker."""
+    return Trade(
+        sid=2,
+        seq=1,
+        msg=TradeMsg(
+            trade_id=trade_id,
+            market_ticker=market,
+            yes_price_dollars=Decimal("0.36"),
+            no_price_dollars=Decimal("0.64"),
+            count_fp=Decimal("136.00"),
+            taker_side="no",
+            ts_ms=ts_ms,
+        ),
+    )

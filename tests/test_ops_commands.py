@@ -179,12 +179,15 @@ async def test_status_history_and_replay_over_a_live_recording(
     assert out.out == "" and "no recorded ticks" in out.err
 
 
-def test_status_without_a_database_says_so(tmp_path: Path, capsys) -> None:
-    """`status` on a database that does not exist exits 4 with a clear message."""
+@pytest.mark.parametrize("command", [["status"], ["alerts"], ["history", CPI], ["replay"]])
+def test_a_read_out_without_a_database_says_so(tmp_path: Path, capsys, command) -> None:
+    """A read-out on a database that does not exist exits 4 with a clear message, and does
+    not create the file."""
     (tmp_path / "trades.json").write_text(json.dumps(TRADES))
     (tmp_path / "rules.yaml").write_text(RULES)
-    assert main(cli(tmp_path, "status")) == 4
+    assert main(cli(tmp_path, *command)) == 4
     assert "cannot open database" in capsys.readouterr().err
+    assert not (tmp_path / "w.db").exists()
 
 
 def test_history_rejects_an_unreadable_since(tmp_path: Path, capsys) -> None:

@@ -23,7 +23,6 @@ from watcher.kalshi.messages import (
     Ticker,
     TickerMsg,
     Trade,
-    TradeMsg,
     UnknownMessage,
     decode_message,
 )
@@ -51,6 +50,8 @@ from watcher.store.writer import (
     WRITER_CACHE_KIB,
     retry_delays,
 )
+
+from .support import trade_frame
 
 KALSHI = FIXTURES / "kalshi"
 MARKET = "KXTEST-26JAN-T50"
@@ -82,19 +83,7 @@ def make_ticker(n: int = 0, *, market: str = MARKET, price: str = "0.45") -> Tic
 
 
 def make_trade(trade_id: str, *, market: str = MARKET, ts_ms: int = 1_700_000_000_000) -> Trade:
-    return Trade(
-        sid=2,
-        seq=1,
-        msg=TradeMsg(
-            trade_id=trade_id,
-            market_ticker=market,
-            yes_price_dollars=Decimal("0.36"),
-            no_price_dollars=Decimal("0.64"),
-            count_fp=Decimal("136.00"),
-            taker_side="no",
-            ts_ms=ts_ms,
-        ),
-    )
+    return trade_frame(trade_id, market=market, ts_ms=ts_ms)
 
 
 def load(name: str) -> Message | UnknownMessage:

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from watcher.domain.alert import Alert
-from watcher.kalshi.messages import Ticker, TickerMsg, Trade, TradeMsg, decode_message
+from watcher.kalshi.messages import Ticker, TickerMsg, Trade, decode_message
 from watcher.store import open_backend
 from watcher.store.ports import AlertStore, ReadModel, TickSink
 from watcher.store.records import AlertStatus, DeliveryStatus, MarketRow
 
-from .support import alert_for
+from .support import alert_for, trade_frame
 
 NOW = 1_700_000_000_000
 MARKET = "KXCPI-26JAN-T0.3"
@@ -73,19 +73,7 @@ def tick(ts_ms: int, *, market: str = MARKET, bid: str = "0.45") -> Ticker:
 
 
 def trade(trade_id: str, ts_ms: int, *, market: str = MARKET) -> Trade:
-    return Trade(
-        sid=2,
-        seq=1,
-        msg=TradeMsg(
-            trade_id=trade_id,
-            market_ticker=market,
-            yes_price_dollars=Decimal("0.36"),
-            no_price_dollars=Decimal("0.64"),
-            count_fp=Decimal("136.00"),
-            taker_side="no",
-            ts_ms=ts_ms,
-        ),
-    )
+    return trade_frame(trade_id, market=market, ts_ms=ts_ms)
 
 
 def make_alert(n: int = 1, targets: tuple[str, ...] = ("phone",), **kw: object) -> Alert:
