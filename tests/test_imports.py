@@ -113,13 +113,13 @@ def test_importing_the_service_and_cli_loads_no_optional_library() -> None:
 
 
 def test_console_only_run_never_imports_apprise_or_prometheus(tmp_path: Path) -> None:
-    """A run whose alerts all go to the console, without --metrics-port, stores ticks and
-    records alerts without ever importing Apprise or prometheus_client."""
+    """A run whose alerts all go to the console, without --metrics-port, on SQLite, stores
+    ticks and records alerts without ever importing Apprise, prometheus_client or asyncpg."""
     (tmp_path / "trades.json").write_text(json.dumps(TRADES))
     (tmp_path / "rules.yaml").write_text(CONSOLE_RULES)
     result = run_python(RUN_SERVICE, str(tmp_path))
     assert result["alerts"]
-    assert loaded(result["modules"], ("apprise", "prometheus_client")) == []
+    assert loaded(result["modules"], ("apprise", "prometheus_client", "asyncpg")) == []
 
 
 def test_metrics_import_prometheus_client_only_to_render() -> None:

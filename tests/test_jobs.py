@@ -152,7 +152,7 @@ async def jobs_harness(
                 poller=poller,
                 last_data_at=lambda: last_data[0],
                 mode="keyless" if feed else "websocket",
-                db_path=settings.db_path,
+                maintain=open_backend(settings.db_path).maintain,
                 stale_after=settings.stale_after,
                 refresh_interval=settings.refresh_interval,
                 poll_interval=settings.poll_interval,

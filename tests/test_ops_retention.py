@@ -129,6 +129,7 @@ async def test_retention_job_uses_the_configured_days_and_the_injected_clock(tmp
         for ts in (NOW - 11 * DAY, NOW - 9 * DAY):
             await h.store.put(tick(ts, "KXCPI-26JAN-T0.3"), NOW)
         await h.store.flush()
-        deleted = await h.jobs.prune_old_data()
-        assert deleted["tickers"] == 1
+        done = await h.jobs.prune_old_data()
+        assert done.deleted["tickers"] == 1
+        assert (done.created, done.dropped) == ((), ())
         assert h.rows("select ts_ms from tickers") == [(NOW - 9 * DAY,)]

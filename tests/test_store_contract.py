@@ -1,7 +1,9 @@
 """The store's ports, as every backend must honour them: TickSink, AlertStore and ReadModel.
 
 Test bodies speak only the Protocols of :mod:`watcher.store.ports`; the one ``backend`` fixture
-builds the three of them on a fresh database. A new backend is one more fixture parameter.
+builds the three of them on a fresh database (SQLite: a new file; PostgreSQL: the module's
+database from ``postgres_db``, emptied before each test). A new backend is one more fixture
+parameter.
 """
 
 from __future__ import annotations
@@ -51,11 +53,50 @@ async def _sqlite(tmp_path: Path) -> AsyncIterator[Ports]:
         await sink.close()
 
 
-@pytest.fixture(params=["sqlite"])
-async def ports(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Ports]:
-    factories = {"sqlite": _sqlite}
-    async for built in factories[request.param](tmp_path):
-        yield built
+async def _empty_postgres(dsn: str) -> None:
+    """Every table emptied (the schema and its partitions kept): a clean database, fast."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        tables = await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            " AND tablename <> 'watcher_schema'"
+        )
+        if tables:
+            names = ", ".join(f'"{row[0]}"' for row in tables)
+            await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
+
+
+async def _postgres(dsn: str) -> AsyncIterator[Ports]:
+    backend = open_backend(dsn)
+    sink = backend.tick_sink()
+    await sink.start()  # migrates a new database
+    await _empty_postgres(dsn)
+    alerts = await backend.alert_store()
+    reader = await backend.read_model()
+    try:
+        yield Ports(sink, alerts, reader)
+    finally:
+        await reader.close()
+        await alerts.close()
+        await sink.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest) -> str | None:
+    """A PostgreSQL DSN, or None for SQLite (resolved here, outside the event loop:
+    ``postgres_db`` runs its own)."""
+    return request.getfixturevalue("postgres_db") if request.param == "postgres" else None
+
+
+@pytest.fixture
+async def ports(database: str | None, tmp_path: Path) -> AsyncIterator[Ports]:
+    built = _sqlite(tmp_path) if database is None else _postgres(database)
+    async for each in built:
+        yield each
 
 
 def tick(ts_ms: int, *, market: str = MARKET, bid: str = "0.45") -> Ticker:

@@ -18,6 +18,7 @@ from typing import Any
 
 from watcher.errors import WatcherError
 from watcher.kalshi.endpoints import resolve_endpoints
+from watcher.store.pg.dsn import is_postgres, mask_dsn
 
 __all__ = [
     "DEFAULT_POLL_INTERVAL",
@@ -84,7 +85,7 @@ class Settings:
 
     trades_path: Path
     rules_path: Path
-    db_path: Path
+    db_path: Path | str = field(repr=False)  # a SQLite file, or a postgresql:// URL
     ws_url: str
     api_url: str
     demo: bool = False
@@ -100,6 +101,11 @@ class Settings:
     retention_days: int = DEFAULT_RETENTION_DAYS
     write_back: bool = False
     metrics_port: int | None = None
+
+    @property
+    def database(self) -> str:
+        """``--db`` as it may be shown: a URL's password masked."""
+        return mask_dsn(self.db_path)
 
     @property
     def has_key(self) -> bool:
@@ -137,7 +143,7 @@ def settings_from_env(
     return Settings(
         trades_path=Path(trades or env.get("WATCHER_TRADES") or "trades.json"),
         rules_path=Path(rules or env.get("WATCHER_RULES") or "rules/rules.yaml"),
-        db_path=Path(db or env.get("WATCHER_DB") or "data/watcher.db"),
+        db_path=_database(db or env.get("WATCHER_DB") or "data/watcher.db"),
         simulate=simulate,
         env=env,
         **_kalshi_settings(env),
@@ -151,6 +157,11 @@ def settings_from_env(
         write_back=pick.flag("write-back", write_back),
         metrics_port=pick.port("metrics-port", metrics_port),
     )
+
+
+def _database(value: str) -> Path | str:
+    """A PostgreSQL URL stays text (a Path would fold its ``//``); anything else is a file."""
+    return value if is_postgres(value) else Path(value)
 
 
 def _kalshi_settings(env: Mapping[str, str]) -> dict[str, Any]:

@@ -12,7 +12,9 @@ keyless-poll       every ``--poll-interval``, now       keyless mode instead of 
 feed-health        every few seconds, now               stale-feed / recovered alerts; feed health
                                                         into ``service_state`` for ``status``
 digest             daily at ``--digest-at`` (rules tz)  positions, marks, P&L, alerts of the day
-retention          every 6 h, first after 1 min         prune market data older than N days
+retention          every 6 h, first after 1 min         the backend's upkeep: market data older
+                                                        than N days removed (PostgreSQL: whole
+                                                        partitions), next days' partitions made
 =================  ===================================  ==========================================
 
 Every job body is a public coroutine method, so tests drive it directly with an injected clock;
@@ -32,11 +34,9 @@ import asyncio
 import contextlib
 import logging
 import os
-import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -60,14 +60,11 @@ from watcher.service.schedule import (
     digest_trigger,
     feed_alert,
 )
-from watcher.store.ports import TickSink
-from watcher.store.retention import prune
+from watcher.store.ports import Maintenance, TickSink
 
 __all__ = ["Jobs", "JobsHost"]
 
 logger = logging.getLogger("watcher.jobs")
-
-_DAY_MS = 86_400_000
 
 
 class JobsHost(Protocol):
@@ -124,7 +121,8 @@ class Jobs:
         poller: REST polling (metadata only, or the keyless feed).
         last_data_at: ``time.monotonic()`` of the last frame from Kalshi, or None.
         mode: ``websocket``, ``simulate`` or ``keyless`` (shown by ``watcher status``).
-        db_path: the SQLite file retention prunes.
+        maintain: the backend's upkeep (:meth:`~watcher.store.ports.Backend.maintain`), called
+            with ``(now_ms, retention_days)`` by the retention job.
         stale_after: seconds without data before the feed is stale.
         refresh_interval: seconds between two metadata refreshes.
         poll_interval: seconds between two keyless polls.
@@ -143,7 +141,7 @@ class Jobs:
         poller: MarketPoller,
         last_data_at: Callable[[], float | None],
         mode: str,
-        db_path: Path,
+        maintain: Callable[[int, int], Awaitable[Maintenance]],
         stale_after: float,
         refresh_interval: float,
         poll_interval: float,
@@ -155,7 +153,7 @@ class Jobs:
     ) -> None:
         self.host, self.store, self.poller, self.mode = host, store, poller, mode
         self.last_data_at = last_data_at
-        self.db_path, self.retention_days = db_path, retention_days
+        self.maintain, self.retention_days = maintain, retention_days
         self.refresh_interval, self.poll_interval = refresh_interval, poll_interval
         self.stale_after, self.digest_at = stale_after, digest_at
         self.clock_interval, self.clock, self.monotonic = clock_interval, clock, monotonic
@@ -164,7 +162,6 @@ class Jobs:
         self.stats = self.guard.stats
         self.feed = FeedMonitor(stale_after, started_at=monotonic())
         self.scheduler: AsyncIOScheduler | None = None
-        self._stop_pruning = threading.Event()
         self._digest_tz: ZoneInfo | None = None
         self._stale_key = ""  # the alert key of the current stale episode
         self._started_ms = self._now_ms()
@@ -206,7 +203,6 @@ class Jobs:
     async def stop(self) -> None:
         """Stop scheduling, cancel and await running jobs, and mark the feed stopped."""
         self.guard.stopping = True
-        self._stop_pruning.set()
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
             await asyncio.sleep(0)  # the shutdown runs as a loop callback
@@ -274,19 +270,19 @@ class Jobs:
             quiet=False,  # the user picked the hour: quiet hours do not hold it
         )
 
-    async def prune_old_data(self) -> dict[str, int]:
-        """Delete market data older than ``retention_days`` (in a thread, in small batches)."""
-        cutoff = self._now_ms() - self.retention_days * _DAY_MS
-        deleted = await asyncio.to_thread(
-            prune, self.db_path, cutoff_ms=cutoff, stop=self._stop_pruning
-        )
-        if any(deleted.values()):
+    async def prune_old_data(self) -> Maintenance:
+        """Remove market data older than ``retention_days`` and prepare the coming days, through
+        the backend's :meth:`~watcher.store.ports.Backend.maintain` (stopped by :meth:`stop`)."""
+        done = await self.maintain(self._now_ms(), self.retention_days)
+        if any(done.deleted.values()) or done.dropped:
+            gone = [f"{n} {table}" for table, n in done.deleted.items() if n]
+            gone += [f"partition {name}" for name in done.dropped]
             logger.info(
-                "retention: deleted %s older than %d days",
-                ", ".join(f"{n} {table}" for table, n in deleted.items() if n),
-                self.retention_days,
+                "retention: removed %s older than %d days", ", ".join(gone), self.retention_days
             )
-        return deleted
+        if done.created:
+            logger.info("retention: created partitions %s", ", ".join(done.created))
+        return done
 
     # Private methods
 

@@ -1,23 +1,26 @@
 """Pick the store's implementations from ``--db``: :func:`open_backend`.
 
-A path (the embedded default) gives the SQLite implementations; a later issue adds
-``postgresql://`` URLs. ``app.py`` and ``cli.py`` go through here and never name a backend's
-classes, so adding one is a change to this module only.
+A path (the embedded default) gives the SQLite implementations; a ``postgresql://`` (or
+``postgres://``) URL gives PostgreSQL's (:mod:`watcher.store.pg`, which alone imports asyncpg).
+``app.py`` and ``cli.py`` go through here and never name a backend's classes, so adding one is a
+change to this module only.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from watcher.errors import ConfigError
-from watcher.store.ports import AlertStore, Backend, ReadModel, TickSink
+from watcher.errors import StorageError
+from watcher.store.pg.dsn import is_postgres
+from watcher.store.ports import AlertStore, Backend, Maintenance, ReadModel, TickSink
 
 __all__ = ["SQLiteBackend", "open_backend"]
 
-#: ``--db`` prefixes of database servers, not supported yet.
-_SERVER_SCHEMES = ("postgresql://", "postgres://")
+_DAY_MS = 86_400_000
 
 
 class SQLiteBackend:
@@ -56,18 +59,41 @@ class SQLiteBackend:
 
         return SQLiteReadModel(self.path)
 
+    async def maintain(self, now_ms: int, retention_days: int) -> Maintenance:
+        """Retention: delete market data older than ``retention_days`` in small batches on a
+        thread (:func:`~watcher.store.retention.prune`); nothing to do when it is 0.
+
+        Cancelling stops the pruning after its current batch.
+
+        Raises:
+            StorageError: the database cannot be opened or a batch failed.
+        """
+        import sqlite3
+
+        from watcher.store.retention import prune
+
+        if retention_days <= 0:
+            return Maintenance()
+        stop = threading.Event()
+        cutoff = now_ms - retention_days * _DAY_MS
+        try:
+            deleted = await asyncio.to_thread(prune, self.path, cutoff_ms=cutoff, stop=stop)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot prune {self.path}: {exc}") from exc
+        finally:
+            stop.set()  # ends the thread's work early when this call was cancelled
+        return Maintenance(deleted=deleted)
+
 
 def open_backend(location: str | os.PathLike[str]) -> Backend:
     """The store implementations for ``--db``'s value.
 
     Args:
-        location: a SQLite file path.
-
-    Raises:
-        ConfigError: ``location`` is a database URL this version cannot use.
+        location: a SQLite file path, or a ``postgresql://`` / ``postgres://`` URL.
     """
     text = os.fspath(location)
-    if text.lower().startswith(_SERVER_SCHEMES):
-        scheme = text.split("://", 1)[0]
-        raise ConfigError(f"--db: {scheme}:// databases are not supported yet")
+    if is_postgres(text):
+        from watcher.store.pg.backend import PostgresBackend
+
+        return PostgresBackend(text)
     return SQLiteBackend(text)

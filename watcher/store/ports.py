@@ -1,11 +1,13 @@
 """The store's ports: what the service and the read-outs need of a database, as Protocols.
 
-Three ports, one home each, each with a SQLite implementation (the embedded default) and, in a
-later issue, a PostgreSQL one; :func:`watcher.store.open_backend` picks them from ``--db``:
+Three ports, one home each, each with a SQLite implementation (the embedded default) and a
+PostgreSQL one (:mod:`watcher.store.pg`); :func:`watcher.store.open_backend` picks them from
+``--db``, and :meth:`Backend.maintain` is the scheduler's upkeep of either:
 
 - :class:`TickSink`: the batched writer the pipeline and the jobs feed (frames, market rows,
-  ``service_state``). :class:`~watcher.store.writer.StoreWriter` satisfies it as is: the hot
-  path (:meth:`TickSink.put_nowait`) is a plain method call, never wrapped.
+  ``service_state``). :class:`~watcher.store.writer.StoreWriter` satisfies it as is for both
+  databases (only what commits a batch differs): the hot path (:meth:`TickSink.put_nowait`)
+  is a plain method call, never wrapped.
 - :class:`AlertStore`: the durable outbox. Alerts and the rule state that made them fire are
   recorded in one transaction, unique by idempotency key; deliveries are claimed with
   :meth:`AlertStore.due` and settled with the ``mark_*`` methods.
@@ -21,6 +23,7 @@ The values they speak live in :mod:`watcher.store.records`, which imports no dat
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from watcher.domain.alert import Alert
@@ -37,7 +40,7 @@ from watcher.store.records import (
     WriterStats,
 )
 
-__all__ = ["AlertStore", "Backend", "ReadModel", "RuleStates", "TickSink"]
+__all__ = ["AlertStore", "Backend", "Maintenance", "ReadModel", "RuleStates", "TickSink"]
 
 #: ``(rule, scope) → state``: the persisted rule state the engine resumes from.
 RuleStates = dict[tuple[str, str], str]
@@ -267,6 +270,21 @@ class ReadModel(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Maintenance:
+    """What one :meth:`Backend.maintain` did.
+
+    Attributes:
+        deleted: rows deleted per table (SQLite deletes old rows in small batches).
+        created: partitions created (PostgreSQL: today's and the next days').
+        dropped: whole partitions dropped because their day is past retention (PostgreSQL).
+    """
+
+    deleted: Mapping[str, int] = field(default_factory=dict)
+    created: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()
+
+
 class Backend(Protocol):
     """The three ports of one database, as :func:`watcher.store.open_backend` returns them."""
 
@@ -285,4 +303,16 @@ class Backend(Protocol):
 
     async def read_model(self) -> ReadModel:
         """Open a read model on the database."""
+        ...
+
+    async def maintain(self, now_ms: int, retention_days: int) -> Maintenance:
+        """The scheduler's upkeep: prepare what the coming days need (partitions) and, when
+        ``retention_days`` > 0, remove market data older than that many days before ``now_ms``.
+
+        Alerts, rule state, fills, lifecycle events and market metadata are never removed.
+        Cancelling the call stops it soon (service shutdown).
+
+        Raises:
+            StorageError: the database cannot be reached or changed.
+        """
         ...

@@ -45,7 +45,7 @@ from watcher.store.flushes import FlushWaiters
 from watcher.store.records import MarketRow, WriterState, WriterStats
 from watcher.store.rows import ROW_BUILDERS
 from watcher.store.schema import BUSY_TIMEOUT_MS
-from watcher.store.writer_thread import WRITER_CACHE_KIB, WriterThread, retry_delays
+from watcher.store.writer_thread import WRITER_CACHE_KIB, Committer, WriterThread, retry_delays
 from watcher.store.writer_thread import Item as _Item
 
 # WRITER_CACHE_KIB and retry_delays live in watcher.store.writer_thread; they are exported
@@ -87,6 +87,8 @@ class StoreWriter:
         on_error: called on the event loop with a :class:`StorageError` for each failed write
             attempt; the batch is kept and retried.
         busy_timeout_ms: how long one attempt waits for another connection's lock.
+        committer: what commits the batches instead of a SQLite :class:`WriterThread` on
+            ``path`` (PostgreSQL's); ``path`` is then only the name shown (a masked URL).
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class StoreWriter:
         queue_size: int = DEFAULT_QUEUE_SIZE,
         on_error: Callable[[Exception], None] | None = None,
         busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+        committer: Committer | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, but got {batch_size}")
@@ -106,13 +109,16 @@ class StoreWriter:
         if flush_interval < 0:
             raise ValueError(f"flush_interval must not be negative, but got {flush_interval}")
         self.path = Path(path)
+        self.location = str(path)
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=queue_size)
         self._wakeup = asyncio.Event()
         self._state = WriterState.NEW
         self._task: asyncio.Task[None] | None = None
-        self._thread = WriterThread(self.path, busy_timeout_ms=busy_timeout_ms, on_error=on_error)
+        self._thread: Committer = committer or WriterThread(
+            self.path, busy_timeout_ms=busy_timeout_ms, on_error=on_error
+        )
         self._pending_since: float | None = None  # loop time of the oldest unwritten item
         self._enqueued = 0  # items ever queued; items leave the queue in order
         self._done = 0  # items committed or rejected
@@ -149,10 +155,10 @@ class StoreWriter:
             StorageError: the database cannot be opened; the writer stays unstarted.
         """
         if self._state is not WriterState.NEW:
-            raise StorageError(f"store writer for {self.path} is {self._state.value}, not new")
+            raise StorageError(f"store writer for {self.location} is {self._state.value}, not new")
         await self._thread.open()
         self._state = WriterState.RUNNING
-        self._task = asyncio.create_task(self._run(), name=f"watcher-store-writer {self.path}")
+        self._task = asyncio.create_task(self._run(), name=f"watcher-store-writer {self.location}")
         self._task.add_done_callback(self._on_task_done)
 
     async def put(
@@ -223,7 +229,7 @@ class StoreWriter:
             StorageError: the writer was never started, or stopped before writing everything.
         """
         if self._state is WriterState.NEW:
-            raise StorageError(f"store writer for {self.path} is not started")
+            raise StorageError(f"store writer for {self.location} is not started")
         target = self._enqueued
         if self._done >= target or self._task is None or self._task.done():
             return
@@ -260,7 +266,7 @@ class StoreWriter:
 
     def __repr__(self) -> str:
         return (
-            f"<StoreWriter {str(self.path)!r} {self._state.value}"
+            f"<StoreWriter {self.location!r} {self._state.value}"
             f" queue={self._queue.qsize()}/{self._queue.maxsize}"
             f" rows={sum(self._rows_written.values())} batches={self._batches}"
             f" errors={self._thread.errors}>"
@@ -284,7 +290,7 @@ class StoreWriter:
 
     def _check_accepting(self) -> None:
         if self._state is not WriterState.RUNNING and self._state is not WriterState.CLOSING:
-            raise StorageError(f"store writer for {self.path} is {self._state.value}")
+            raise StorageError(f"store writer for {self.location} is {self._state.value}")
 
     async def _enqueue(self, item: _Item) -> None:
         self._check_accepting()
@@ -367,16 +373,16 @@ class StoreWriter:
         if task.cancelled():
             reason = "was cancelled"
         elif (exc := task.exception()) is not None:
-            logger.error("store writer for %s crashed", self.path, exc_info=exc)
+            logger.error("store writer for %s crashed", self.location, exc_info=exc)
             reason = f"crashed: {exc}"
         else:
             reason = "closed"
-        self._flushers.fail(f"store writer for {self.path} {reason}")
+        self._flushers.fail(f"store writer for {self.location} {reason}")
 
     async def _release(self) -> None:
-        unsaved = self._in_flight + self._queue.qsize()
+        where, unsaved = self.location, self._in_flight + self._queue.qsize()
         if unsaved:
-            logger.error("store writer for %s stopped with %d items unwritten", self.path, unsaved)
+            logger.error("store writer for %s stopped with %d items unwritten", where, unsaved)
         await self._thread.close()
         logger.info(
             "store writer closed: %d rows in %d batches, %d failed writes, %d rejected",

@@ -24,14 +24,14 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 from watcher.errors import StorageError
 from watcher.kalshi.backoff import backoff
 from watcher.store.rows import INSERTS, insert_rows
 from watcher.store.schema import open_database
 
-__all__ = ["WRITER_CACHE_KIB", "Item", "WriterThread", "retry_delays"]
+__all__ = ["WRITER_CACHE_KIB", "Committer", "Item", "WriterThread", "retry_delays"]
 
 logger = logging.getLogger("watcher.store")
 
@@ -51,6 +51,33 @@ _MARKET_OF = {
     "trades": operator.itemgetter(1),
     "orderbook_deltas": operator.itemgetter(0),
 }
+
+
+class Committer(Protocol):
+    """What writes a :class:`~watcher.store.writer.StoreWriter`'s batches: the seam between
+    its queue (batching, backpressure, stats) and a database.
+
+    :class:`WriterThread` is SQLite's; :class:`~watcher.store.pg.writer.PostgresCommitter` is
+    PostgreSQL's. Only the writer task calls it, one batch at a time; the hot path
+    (``put_nowait``) never does.
+    """
+
+    @property
+    def errors(self) -> int:
+        """Failed write attempts so far."""
+        ...
+
+    async def open(self) -> None:
+        """Open (create, migrate) the database; raises StorageError when it cannot."""
+        ...
+
+    async def commit(self, items: list[Item]) -> dict[str, int]:
+        """Write one batch exactly once, retrying until it is written; rows per table."""
+        ...
+
+    async def close(self) -> None:
+        """Release the database."""
+        ...
 
 
 def retry_delays() -> Iterator[float]:

@@ -172,6 +172,9 @@ async def ensure_partitions(conn: Any, days: Iterable[int]) -> list[str]:
                 continue
             low, high = day * DAY_MS, (day + 1) * DAY_MS
             async with conn.transaction():
+                # Parent first, then the default partition: the order a reader of the parent
+                # takes them in, so a read at the day's rollover cannot deadlock with this.
+                await conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
                 await conn.execute(f"LOCK TABLE {table}_default IN ACCESS EXCLUSIVE MODE")
                 if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
                     continue  # another instance created it while we waited for the lock
