@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
-import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from watcher import __version__
@@ -23,13 +21,22 @@ from watcher.domain.trades_file import load_positions
 from watcher.kalshi.client import KalshiWebSocketClient
 from watcher.kalshi.rest import KalshiRestClient
 from watcher.ops.metrics import Metrics, bind_service, open_deliveries
-from watcher.ops.server import Health, MetricsServer, feed_health
+from watcher.ops.server import (
+    Health,
+    MetricsServer,
+    feed_health,
+    open_standby_server,
+    serve_standby,
+)
 from watcher.rules import RulesConfig, load_rules
 from watcher.rules.session import CLOCK_INTERVAL
+from watcher.service.catchup import catch_up_after_connect
 from watcher.service.endpoint import Endpoint, Mode, open_endpoint
 from watcher.service.jobs import Jobs
 from watcher.service.keyless import MarketPoller
+from watcher.service.leadership import Leadership, Role, open_leadership
 from watcher.service.pipeline import Pipeline
+from watcher.service.process import collector_tuned, stop_on_signals
 from watcher.service.reload import ConfigWatcher
 from watcher.service.store_alarm import StoreAlarm, close_store
 from watcher.service.subscriptions import FEED_CHANNELS, resubscribe, subscribe_watched
@@ -62,6 +69,8 @@ class Service:
         client_options: extra keyword arguments for :class:`KalshiWebSocketClient` (tests).
         clock: Unix time in seconds.
         clock_interval: seconds between two rules-clock ticks.
+        instance: this instance's name when several share the database (it is then recorded
+            as the active one, and a fresh start catches up on trades over REST).
     """
 
     def __init__(
@@ -74,16 +83,16 @@ class Service:
         client_options: dict[str, Any] | None = None,
         clock: Callable[[], float] = time.time,
         clock_interval: float = CLOCK_INTERVAL,
+        instance: str | None = None,
     ) -> None:
         self.settings = settings
+        self.instance = instance
         self.endpoint = endpoint
         self.clock = clock
         self.backend = open_backend(settings.db_path)
         self.rest = KalshiRestClient(endpoint.api_url, signer=endpoint.signer, user_agent=_AGENT)
         self.client = self._make_client(client_options or {})
-        self.store_alarm = StoreAlarm(
-            rules=lambda: self.pipeline.rules, location=str(settings.db_path)
-        )
+        self.store_alarm = StoreAlarm(rules=lambda: self.pipeline.rules, location=settings.database)
         self.store: TickSink = self.backend.tick_sink(on_error=self.store_alarm)
         self.queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=FEED_QUEUE_SIZE)
         self.writeback = self._make_writeback()
@@ -96,7 +105,7 @@ class Service:
 
     def __repr__(self) -> str:
         where = self.endpoint.api_url if self.client is None else self.endpoint.ws_url
-        return f"<Service {self.endpoint.mode} {where} db={self.settings.db_path}>"
+        return f"<Service {self.endpoint.mode} {where} db={self.settings.database}>"
 
     def _enqueue(self, event: Any) -> Awaitable[None] | None:
         """The feed's handler: queue the event; only a full queue makes the reader wait
@@ -109,34 +118,40 @@ class Service:
 
     # Public methods
 
-    async def run(self, stop: asyncio.Event) -> str:
-        """Run until ``stop`` is set; return the one-line summary."""
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        leadership: Leadership | None = None,
+        server: MetricsServer | None = None,
+    ) -> str:
+        """Run until ``stop`` is set or ``leadership`` is lost (metrics on ``server`` if one is
+        given); return the one-line summary."""
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(self.rest)
             await self.store.start()
             stack.push_async_callback(self._close_store)
             await stack.enter_async_context(self.pipeline)
-            if self.settings.metrics_port is not None:
-                server = MetricsServer(
-                    self.metrics, port=self.settings.metrics_port, is_healthy=self._health
-                )
-                self.metrics_server = await stack.enter_async_context(server)
-                logger.info("metrics on %s/metrics, health on %s/healthz", server.url, server.url)
+            await self._serve_metrics(stack, server)
             feed = None
             if self.client is not None:
                 subscribe_watched(self.client, self.pipeline.portfolio)
                 feed = asyncio.create_task(self.client.run(), name="feed")
             work = asyncio.create_task(self.pipeline.consume(self.queue), name="pipeline")
-            watch = asyncio.create_task(self.config.run(), name="config-watcher")
-            stopping = asyncio.create_task(stop.wait(), name="stop")
-            ends = {work, stopping} | ({feed} if feed is not None else set())
+            stops = [asyncio.create_task(stop.wait(), name="stop")]
+            others = [*stops, asyncio.create_task(self.config.run(), name="config-watcher")]
+            if leadership is not None:
+                stops += [asyncio.create_task(leadership.lost.wait(), name="lost")]
+                others += [stops[-1], asyncio.create_task(leadership.watch(), name="lock-watch")]
+            ends = {work, *stops} | ({feed} if feed is not None else set())
             try:
-                await self.jobs.start()
+                await self._started(others)
                 done, _ = await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
-                for task in done - {stopping}:
+                for task in done - set(others):
                     task.result()  # a fatal error (e.g. 401) ends the service here
             finally:
-                await self._shutdown(feed, work, watch, stopping)
+                lost = leadership is not None and leadership.lost.is_set()
+                await self._shutdown(feed, work, *others, drain=not lost)
         return self.summary()
 
     def summary(self) -> str:
@@ -209,7 +224,7 @@ class Service:
             poller=self.poller,
             last_data_at=self._last_data_at,
             mode=self.endpoint.mode,
-            db_path=s.db_path,
+            maintain=self.backend.maintain,
             stale_after=s.stale_after,
             refresh_interval=s.refresh_interval,
             poll_interval=s.poll_interval,
@@ -244,6 +259,7 @@ class Service:
             alerts_fired=lambda: pipeline.alerts_fired,
             alerts_suppressed=lambda: pipeline.alerts_suppressed,
             sender_stats=lambda: pipeline.sender.stats if pipeline.sender else None,
+            role=lambda: "active",
         )
         pipeline.observe = metrics.observe_event
         self.jobs.on_run = lambda job_id, failed: metrics.record_job(job_id, failed=failed)
@@ -251,24 +267,45 @@ class Service:
 
     def _health(self) -> Health:
         """Healthy while data flows: a live WebSocket, or recent successful REST polls."""
-        limit = self.settings.stale_after
-        if self.client is None:
-            return feed_health(
-                connected=self.poller.stats.last_success_at is not None,
-                last_message_at=self.poller.stats.last_success_at,
-                now=time.monotonic(),
-                max_silence=limit,
-            )
-        return feed_health(
-            connected=self.client.is_connected,
-            last_message_at=self.client.last_message_at,
+        last = self._last_data_at()
+        health = feed_health(
+            connected=self.client.is_connected if self.client else last is not None,
+            last_message_at=last,
             now=time.monotonic(),
-            max_silence=limit,
+            max_silence=self.settings.stale_after,
         )
+        return Health(health.ok, f"active: {health.reason}") if self.instance else health
+
+    async def _serve_metrics(
+        self, stack: contextlib.AsyncExitStack, server: MetricsServer | None
+    ) -> None:
+        """Serve this run's metrics on ``server``, or on a server of its own if asked for."""
+        if server is None and self.settings.metrics_port is not None:
+            server = MetricsServer(
+                self.metrics, port=self.settings.metrics_port, is_healthy=self._health
+            )
+            await stack.enter_async_context(server)
+        if server is not None:
+            server.metrics, server.is_healthy = self.metrics, self._health
+        self.metrics_server = server
+
+    async def _started(self, tasks: list[asyncio.Task[Any]]) -> None:
+        """Start the jobs; on a shared database, record this instance as the active one and
+        catch up on the trades made while no instance was streaming."""
+        await self.jobs.start()
+        if self.instance is None:
+            return
+        await self.store.set_service_state("service.active", self.instance)
+        if self.client is not None:
+            tickers = self.pipeline.portfolio.tickers()
+            catch_up = catch_up_after_connect(
+                self.client, self.backend, self.rest, tickers, self._enqueue
+            )
+            tasks.append(asyncio.create_task(catch_up, name="catch-up"))
 
     async def _close_store(self) -> None:
         self.store_alarm.cancel()
-        await close_store(self.store, location=str(self.settings.db_path))
+        await close_store(self.store, location=self.settings.database)
 
     def _last_data_at(self) -> float | None:
         if self.client is not None:
@@ -289,13 +326,18 @@ class Service:
             logger.info("positions changed: +%s -%s", sorted(new - old), sorted(old - new))
 
     async def _shutdown(
-        self, feed: asyncio.Task[None] | None, work: asyncio.Task[None], *others: asyncio.Task[Any]
+        self,
+        feed: asyncio.Task[None] | None,
+        work: asyncio.Task[None],
+        *others: asyncio.Task[Any],
+        drain: bool = True,
     ) -> None:
         for task in others:
             task.cancel()
         if feed is not None and self.client is not None:
             if not feed.done():
-                await self.client.drain(grace=2.0)
+                if drain:  # not after losing the lock: another instance may be streaming
+                    await self.client.drain(grace=2.0)
                 await self.client.disconnect()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(feed, timeout=5.0)
@@ -319,58 +361,38 @@ async def run_service(
         logger.warning("%s", warning)
     stop = stop or asyncio.Event()
     async with contextlib.AsyncExitStack() as stack:
-        stack.enter_context(_collector_tuned())
-        endpoint = await open_endpoint(
-            stack,
-            simulate=settings.simulate,
-            ws_url=settings.ws_url,
-            api_url=settings.api_url,
-            api_key_id=settings.api_key_id,
-            private_key_path=settings.private_key_path,
-            private_key_password=settings.private_key_password,
-            poll_interval=settings.poll_interval,
-        )
-        async with _signals(stop):
-            service = Service(
-                settings,
-                portfolio=portfolio,
-                rules=rules,
-                endpoint=endpoint,
-                client_options=options or None,
-            )
-            summary = await service.run(stop)
+        stack.enter_context(collector_tuned())
+        leadership = await stack.enter_async_context(open_leadership(settings.db_path))
+        endpoint = await _open_endpoint(stack, settings)
+        async with stop_on_signals(stop):
+            server = await open_standby_server(stack, settings.metrics_port, leadership)
+            summary = "stopped: standing by, never active"
+            while await leadership.wait_active(stop):
+                service = Service(
+                    settings,
+                    portfolio=portfolio,
+                    rules=rules,
+                    endpoint=endpoint,
+                    client_options=options or None,
+                    instance=leadership.lock.me if leadership.shared else None,
+                )
+                summary = await service.run(stop, leadership=leadership, server=server)
+                if leadership.role is Role.ACTIVE or stop.is_set():
+                    break  # stopped (SIGTERM): leaving the stack releases the lock at once
+                portfolio, rules = service.pipeline.portfolio, service.pipeline.rules
+                serve_standby(server, leadership)
     logger.info("%s", summary)
     return summary
 
 
-@contextlib.contextmanager
-def _collector_tuned() -> Iterator[None]:
-    """Tune the garbage collector for the run; the process's own thresholds come back after."""
-    # Everything loaded so far lives for the whole run: keep it out of the collector's scans,
-    # whose full passes otherwise stall the event loop for tens of milliseconds.
-    gc.freeze()
-    # The hot path allocates a few tracked containers per message and frees them by reference
-    # counting (decoded frames are untracked; nothing here forms cycles), so the default young
-    # collection every 700 allocations is pure overhead: 20,000 cut the event loop's CPU per
-    # message by ~7% (make bench, 4 interleaved pairs) at no measurable RSS cost.
-    thresholds = gc.get_threshold()
-    gc.set_threshold(20_000, 20, 20)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
-
-
-@contextlib.asynccontextmanager
-async def _signals(stop: asyncio.Event) -> AsyncIterator[None]:
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
+async def _open_endpoint(stack: contextlib.AsyncExitStack, settings: Settings) -> Endpoint:
+    return await open_endpoint(
+        stack,
+        simulate=settings.simulate,
+        ws_url=settings.ws_url,
+        api_url=settings.api_url,
+        api_key_id=settings.api_key_id,
+        private_key_path=settings.private_key_path,
+        private_key_password=settings.private_key_password,
+        poll_interval=settings.poll_interval,
+    )

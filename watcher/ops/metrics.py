@@ -19,6 +19,7 @@ Exposed (all names start with ``watcher_``; ``*_total`` are counters)::
     alerts_fired_total             alerts_suppressed_total     alerts_sent_total
     alerts_failed_total            alert_retries_total         alert_config_errors_total
     job_runs_total{job}            job_failures_total{job}     job_misses_total{job}
+    role{role=active|standby}      (1 for this instance's role)
 
 plus the standard ``process_*`` metrics (CPU, memory, open files) on Linux. A family whose
 source is not bound (see :func:`bind_service`) is left out rather than reported as zero.
@@ -65,7 +66,6 @@ __all__ = [
 
 logger = logging.getLogger("watcher.metrics")
 
-#: The port in the systemd unit and the README (Prometheus' exporter registry has no 9464 user).
 #: Upper bounds of the message-age histogram, in seconds.
 AGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 _JOB_KINDS = {
@@ -92,6 +92,7 @@ class Sources:
     alerts_fired: Callable[[], int] | None = None
     alerts_suppressed: Callable[[], int] | None = None
     sender_stats: Callable[[], SenderStats | None] | None = None
+    role: Callable[[], str] | None = None  # "active" or "standby"
 
 
 async def open_deliveries(location: str | Path) -> int:
@@ -294,6 +295,9 @@ class Metrics:
 
     def _collect_feed_state(self) -> Iterator[Metric]:
         src = self.sources
+        if src.role is not None:
+            roles = dict.fromkeys(("active", "standby"), 0) | {src.role(): 1}
+            yield _labelled("role", "1 for this instance's role", "role", roles, gauge=True)
         if src.feed_connected is not None:
             connected = 1 if src.feed_connected() else 0
             yield _gauge("feed_connected", "1 while the feed's WebSocket is open", connected)

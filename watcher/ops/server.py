@@ -12,14 +12,20 @@ import http
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from watcher.errors import ConfigError
+from watcher.ops.metrics import Metrics, bind_service
+from watcher.service.leadership import Leadership
 
-if TYPE_CHECKING:
-    from watcher.ops.metrics import Metrics
-
-__all__ = ["DEFAULT_PORT", "Health", "MetricsServer", "feed_health"]
+__all__ = [
+    "DEFAULT_PORT",
+    "Health",
+    "MetricsServer",
+    "feed_health",
+    "open_standby_server",
+    "serve_standby",
+]
 
 logger = logging.getLogger("watcher.metrics")
 
@@ -30,7 +36,8 @@ _MAX_HEADERS = 100
 
 @dataclass(frozen=True, slots=True)
 class Health:
-    """The answer of ``/healthz``: 200 with ``reason`` when ``ok``, else 503 with it."""
+    """The answer of ``/healthz``: 200 with ``reason`` when ``ok``, else 503 with it (a
+    standby answers 200 ``standby: <host> pid <pid> is active``)."""
 
     ok: bool
     reason: str = "ok"
@@ -196,7 +203,33 @@ class MetricsServer:
             logger.warning("health check raised: %r", exc)
             return _text(503, f"health check failed: {exc!r}")
         health = answer if isinstance(answer, Health) else Health(bool(answer), "unhealthy")
-        return _text(200, "ok") if health.ok else _text(503, health.reason)
+        return _text(200 if health.ok else 503, health.reason)
+
+
+async def open_standby_server(
+    stack: contextlib.AsyncExitStack, port: int | None, leadership: Leadership
+) -> MetricsServer | None:
+    """On a shared database, one metrics server for the whole process, serving the standby's
+    role and health until an active run points it at its own (None: each run has its own).
+
+    Raises:
+        ConfigError: the port cannot be bound.
+    """
+    if port is None or not leadership.shared:
+        return None
+    server = MetricsServer(Metrics(), port=port, is_healthy=lambda: Health(True))
+    serve_standby(server, leadership)
+    return await stack.enter_async_context(server)
+
+
+def serve_standby(server: MetricsServer | None, leadership: Leadership) -> None:
+    """Point ``server`` at the standby's metrics (``watcher_role``) and health."""
+    if server is None:
+        return
+    metrics = Metrics()
+    bind_service(metrics, role=lambda: str(leadership.role))
+    server.metrics = metrics
+    server.is_healthy = lambda: Health(*leadership.health())
 
 
 async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str]:

@@ -42,12 +42,22 @@ class FeedHealth:
     heartbeat_ms: int | None = None
     started_ms: int | None = None
     pid: str | None = None
+    active: str | None = None  # on a shared database: "<host> pid <pid>" of the active one
+    standby: str | None = None  # the standby that wrote its heartbeat last
+    standby_heartbeat_ms: int | None = None
 
     def is_running(self, now_ms: int) -> bool:
         """True when the service wrote a heartbeat recently and did not record a stop."""
         if self.heartbeat_ms is None or self.status == "stopped":
             return False
         return now_ms - self.heartbeat_ms <= SERVICE_GONE_AFTER_MS
+
+    def standing_by(self, now_ms: int) -> str | None:
+        """The standby instance, if one wrote its heartbeat recently (None otherwise)."""
+        beat = self.standby_heartbeat_ms
+        if self.standby is None or beat is None or now_ms - beat > SERVICE_GONE_AFTER_MS:
+            return None
+        return None if self.standby == self.active else self.standby
 
 
 async def read_status(
@@ -73,6 +83,9 @@ async def read_status(
         heartbeat_ms=_int_or_none(state.get("service.heartbeat_ms")),
         started_ms=_int_or_none(state.get("service.started_ms")),
         pid=state.get("service.pid"),
+        active=state.get("service.active"),
+        standby=state.get("standby.instance"),
+        standby_heartbeat_ms=_int_or_none(state.get("standby.heartbeat_ms")),
     )
     return rows, health
 
@@ -110,6 +123,12 @@ def render_status(
 
 
 def _feed_line(health: FeedHealth, now_ms: int, tz: ZoneInfo) -> str:
+    line = _service_text(health, now_ms, tz)
+    standby = health.standing_by(now_ms)
+    return line if standby is None else f"{line}; standby: {standby}"
+
+
+def _service_text(health: FeedHealth, now_ms: int, tz: ZoneInfo) -> str:
     if health.heartbeat_ms is None:
         return "service: never ran on this database"
     if not health.is_running(now_ms):
@@ -121,9 +140,10 @@ def _feed_line(health: FeedHealth, now_ms: int, tz: ZoneInfo) -> str:
         if health.last_message_ms is None
         else f"last data {ago_text(health.last_message_ms, now_ms)}"
     )
+    role = f"; active: {health.active}" if health.active else ""
     return (
         f"service: running (pid {health.pid}, {health.mode}) since {since};"
-        f" feed {health.status}, {data}"
+        f" feed {health.status}, {data}{role}"
     )
 
 
