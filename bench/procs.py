@@ -14,7 +14,7 @@ import re
 import signal
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,11 +202,25 @@ class Firehose:
 
 
 class Watcher:
-    """``watcher start`` as a child process against a firehose, writing to ``folder/w.db``."""
+    """``watcher start`` as a child process against a firehose, writing to ``folder/data/w.db``
+    or to ``db`` (a ``postgresql://`` URL), whose stored rows ``rows`` counts."""
 
-    def __init__(self, folder: Path, firehose: Firehose, keys: Keys, *, trades: Path) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        firehose: Firehose,
+        keys: Keys,
+        *,
+        trades: Path,
+        db: str | None = None,
+        rows: Callable[[], Awaitable[int]] | None = None,
+        startup_timeout: float = STARTUP_TIMEOUT,
+    ) -> None:
         self.folder = folder
         self.db = folder / "data" / "w.db"
+        self.db_arg = db or str(self.db)
+        self._rows = rows
+        self._startup_timeout = startup_timeout
         self.env = clean_env(
             KALSHI_WS_URL=firehose.ws_url,
             KALSHI_API_URL=firehose.api_url,
@@ -238,7 +252,7 @@ class Watcher:
                 "--rules",
                 str(ROOT / "rules" / "rules.yaml"),
                 "--db",
-                str(self.db),
+                self.db_arg,
                 cwd=self.folder,
                 env=self.env,
                 stdout=stdout,
@@ -254,10 +268,14 @@ class Watcher:
             keys = ("messages", "ticker", "trade", "ticks_stored", "trades_stored")
             self.summary = dict(zip(keys, map(int, match.groups()), strict=True))
 
+    async def rows(self) -> int:
+        """Rows stored so far (``tickers`` + ``trades``)."""
+        return await self._rows() if self._rows is not None else persisted_rows(self.db)
+
     async def _first_row(self) -> None:
         assert self._proc is not None
-        async with asyncio.timeout(STARTUP_TIMEOUT):
-            while persisted_rows(self.db) == 0:
+        async with asyncio.timeout(self._startup_timeout):
+            while await self.rows() == 0:
                 if self._proc.returncode is not None:
                     err = (self.folder / "watcher.err").read_text()[-2000:]
                     raise RuntimeError(f"watcher start exited with {self._proc.returncode}: {err}")

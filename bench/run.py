@@ -25,7 +25,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
-from bench import phases
+from bench import pgphase, phases
 from bench.procs import ROOT, Firehose, Keys
 
 __all__ = ["TARGETS", "main", "run"]
@@ -76,6 +76,7 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         await _step("bare receive ceiling", results, phases.bare(plan, full))
         await _step("naive baseline", results, phases.naive(plan, full))
         await _step("watcher start", results, _throughput(plan, full))
+        await _step("watcher start, PostgreSQL", results, pgphase.postgres_throughput(plan, full))
     async with Firehose(markets, keys, rate=rate) as paced:
         await _step("tick→decision latency", results, phases.decision_latency(plan, paced))
         await _step("resubscribe", results, phases.resubscribe(plan, paced))
@@ -89,6 +90,9 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     results["watcher_vs_bare"] = _ratio(results["persisted_msgs_per_s"], results["bare_msgs_per_s"])
     results["watcher_vs_naive"] = _ratio(
         results["persisted_msgs_per_s"], results["naive_msgs_per_s"]
+    )
+    results["pg_vs_sqlite"] = _ratio(
+        results["pg_persisted_msgs_per_s"], results["persisted_msgs_per_s"]
     )
     return results
 
@@ -178,6 +182,22 @@ def _throughput_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"≥ 1.0× naive: {_met((r['watcher_vs_naive'] or 0) >= TARGETS['watcher_vs_naive'])}",
         ),
         ("  every message received was persisted", str(r["every_message_persisted"]).lower(), ""),
+        *_postgres_rows(r),
+    ]
+
+
+def _postgres_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    if r["pg_skipped"]:
+        reason = r["pg_skipped"] if len(r["pg_skipped"]) <= 90 else r["pg_skipped"][:89] + "…"
+        return [("watcher start --db postgresql://, persisted", "skipped", reason)]
+    complete = str(r["pg_every_message_persisted"]).lower()
+    return [
+        (
+            "watcher start --db postgresql://, persisted",
+            _fmt(r["pg_persisted_msgs_per_s"], " msg/s"),
+            f"{_fmt(r['pg_vs_sqlite'], '×', 2)} SQLite's",
+        ),
+        ("  every message received was persisted", complete, ""),
     ]
 
 

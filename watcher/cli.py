@@ -25,6 +25,7 @@ from watcher.errors import (
     StorageError,
     WatcherError,
 )
+from watcher.ops.dbcopy import db_group
 from watcher.ops.logs import setup_logging
 from watcher.settings import Settings, settings_from_env
 
@@ -101,7 +102,7 @@ def _errors_exit(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, commands=[db_group])
 @click.version_option(package_name="watcher")
 def cli() -> None:
     """Paper-trading alerts and position watch for Kalshi prediction markets."""
@@ -290,7 +291,7 @@ def history(market: str, since: str | None, limit: int, as_json: bool, **kwargs:
         settings, lambda model: read_history(model, ticker, since_ms=since_ms, limit=limit)
     )
     if not rows and not as_json:
-        click.echo(f"no ticks or trades of {ticker} in {settings.db_path}", err=True)
+        click.echo(f"no ticks or trades of {ticker} in {settings.database}", err=True)
     for kind, row in rows:
         click.echo(json.dumps(history_json(kind, row)) if as_json else history_line(kind, row, tz))
 

@@ -1,6 +1,9 @@
-"""``watcher check``: every problem in every input, located, in one pass."""
+"""``watcher check``: every problem in every input, located, in one pass, and the database's
+state (reachable, schema version; a password in a URL is masked)."""
 
 from __future__ import annotations
+
+import asyncio
 
 from watcher.domain.trades_file import PositionsError, load_positions
 from watcher.errors import ConfigError, KeyFileError
@@ -9,6 +12,7 @@ from watcher.notify import validate_targets
 from watcher.rules import RulesError, load_rules
 from watcher.rules.engine import unmatched_rules
 from watcher.settings import Settings
+from watcher.store.describe import describe_database
 
 __all__ = ["run_checks"]
 
@@ -46,6 +50,8 @@ def run_checks(settings: Settings) -> tuple[list[str], list[str]]:
         elif not rules.notify:
             report.append("notify targets: none (alerts go to the console log)")
     report.append(_check_key(settings, problems))
+    database = asyncio.run(describe_database(settings.db_path))
+    (problems if database.problem else report).append(database.line)
     return problems, report
 
 
