@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.procs import Firehose, Watcher, peak_rss_mb
 
-__all__ = ["KEYS", "postgres_throughput", "server_dsn"]
+__all__ = ["KEYS", "fresh_database", "postgres_throughput", "server_dsn", "unreachable"]
 
 #: The keys this phase writes (null when skipped).
 KEYS = (
@@ -55,12 +55,12 @@ async def postgres_throughput(plan: Any, firehose: Firehose) -> dict[str, Any]:
     from watcher.store.pg.dsn import mask_dsn
 
     admin = server_dsn()
-    reason = await _unreachable(admin)
+    reason = await unreachable(admin)
     if reason is not None:
         return _skipped(f"no PostgreSQL server at {mask_dsn(admin)}: {reason}")
     folder = plan.folder / f"watcher-pg-{firehose.markets}"
     folder.mkdir()
-    async with _fresh_database(admin) as dsn:
+    async with fresh_database(admin) as dsn:
 
         async def rows() -> int:
             return await _stored_rows(dsn)
@@ -127,7 +127,7 @@ def _last_lines(text: str) -> str:
     return " / ".join(lines[-2:])[-300:]
 
 
-async def _unreachable(dsn: str) -> str | None:
+async def unreachable(dsn: str) -> str | None:
     """None when the server answers, else why not."""
     import asyncpg
 
@@ -140,7 +140,7 @@ async def _unreachable(dsn: str) -> str | None:
 
 
 @contextlib.asynccontextmanager
-async def _fresh_database(admin: str) -> AsyncIterator[str]:
+async def fresh_database(admin: str) -> AsyncIterator[str]:
     """A new, empty database on the server of ``admin``; dropped on exit."""
     import asyncpg
 

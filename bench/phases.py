@@ -51,6 +51,7 @@ class Plan:
     positions: int
     rss_markets: tuple[int, ...]
     drops: int
+    takeovers: int = 3
 
     def trades(self, markets: int) -> Path:
         """trades.json watching ``min(positions, markets)`` of the firehose's markets."""

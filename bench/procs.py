@@ -34,6 +34,8 @@ __all__ = [
     "clean_env",
     "peak_rss_mb",
     "persisted_rows",
+    "watcher_command",
+    "watcher_env",
     "write_trades",
 ]
 
@@ -79,6 +81,23 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KALSHI_", "WATCHER_"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return {**env, **extra}
+
+
+def watcher_env(firehose: Firehose, keys: Keys) -> dict[str, str]:
+    """The environment of ``watcher start`` against ``firehose``, signing with ``keys``."""
+    return clean_env(
+        KALSHI_WS_URL=firehose.ws_url,
+        KALSHI_API_URL=firehose.api_url,
+        KALSHI_API_KEY_ID=KEY_ID,
+        KALSHI_PRIVATE_KEY_PATH=str(keys.private_path),
+    )
+
+
+def watcher_command(trades: Path, db: str, *extra: str) -> list[str]:
+    """``python -m watcher.cli start`` on ``trades``, the default rules and ``db``."""
+    rules = str(ROOT / "rules" / "rules.yaml")
+    start = [sys.executable, "-m", "watcher.cli", "start", "--trades", str(trades)]
+    return [*start, "--rules", rules, "--db", db, *extra]
 
 
 def write_trades(path: Path, positions: int) -> Path:
@@ -221,12 +240,7 @@ class Watcher:
         self.db_arg = db or str(self.db)
         self._rows = rows
         self._startup_timeout = startup_timeout
-        self.env = clean_env(
-            KALSHI_WS_URL=firehose.ws_url,
-            KALSHI_API_URL=firehose.api_url,
-            KALSHI_API_KEY_ID=KEY_ID,
-            KALSHI_PRIVATE_KEY_PATH=str(keys.private_path),
-        )
+        self.env = watcher_env(firehose, keys)
         self.trades = trades
         self.summary: dict[str, int] = {}
         self.returncode: int | None = None
@@ -243,16 +257,7 @@ class Watcher:
         out, err = self.folder / "watcher.out", self.folder / "watcher.err"
         with out.open("wb") as stdout, err.open("wb") as stderr:
             self._proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "watcher.cli",
-                "start",
-                "--trades",
-                str(self.trades),
-                "--rules",
-                str(ROOT / "rules" / "rules.yaml"),
-                "--db",
-                self.db_arg,
+                *watcher_command(self.trades, self.db_arg),
                 cwd=self.folder,
                 env=self.env,
                 stdout=stdout,

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -267,3 +268,10 @@ def trade_frame(trade_id: str, *, market: str, ts_ms: int) -> Trade:
             ts_ms=ts_ms,
         ),
     )
+
+
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -12,7 +12,6 @@ import asyncio
 import json
 import re
 import signal
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,18 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from watcher.kalshi.sim.exchange import SimulatedExchange
 
-from .support import KEY_ID, RULES, T1, TRADES, HttpRecorder, poll, spawn, watcher_env, write_key
+from .support import (
+    KEY_ID,
+    RULES,
+    T1,
+    TRADES,
+    HttpRecorder,
+    free_port,
+    poll,
+    spawn,
+    watcher_env,
+    write_key,
+)
 
 #: The longest a takeover may take (the issue's bar), seconds.
 TAKEOVER_LIMIT = 10.0
@@ -51,12 +61,6 @@ class Instance:
         except httpx.HTTPError:
             return 0, ""
         return answer.status_code, answer.text.strip()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def start(workdir: Path, env: dict[str, str], dsn: str) -> Instance:
@@ -195,3 +199,41 @@ async def _assert_integrity(dsn: str) -> None:
     )
     assert await scalar(dsn, "select count(*) - count(distinct (trade_id, ts_ms)) from trades") == 0
     assert await scalar(dsn, "select count(*) from pg_constraint where not convalidated") == 0
+
+
+async def test_an_active_that_loses_its_lock_steps_down_and_a_sigterm_hands_over(
+    workdir, sim, postgres_db
+):
+    """The server ends the active's lock session (what a network cut looks like from there):
+    the active stops acting and goes back to standby, and the other one takes over. A SIGTERM'd
+    active then hands over at once: the lock is released, not left to time out."""
+    exchange, key = sim
+    dsn = postgres_db
+    async with HttpRecorder() as hook:
+        env = watcher_env(exchange, write_key(workdir / "key.pem", key), HOOK_URL=hook.url)
+        first = await start(workdir, env, dsn)
+        second: Instance | None = None
+        try:
+            await poll(lambda: "active: " in first.log, within=15)
+            second = await start(workdir, env, dsn)
+            await poll(lambda: "standby: " in second.log, within=15)
+            lock_session = (
+                "select pg_terminate_backend(pid) from pg_stat_activity"
+                f" where application_name like 'watcher % pid {first.proc.pid}'"
+            )
+            assert await query(dsn, lock_session)
+            await _wait_for(second.health, lambda h: h == (200, "active: ok"), TAKEOVER_LIMIT + 5)
+            stepped_down = rf"standby: \S+ pid {second.proc.pid} is active"
+            await _wait_for(first.health, lambda h: re.fullmatch(stepped_down, h[1]) is not None)
+
+            handed = asyncio.get_running_loop().time()
+            assert await stop(second, signal.SIGTERM) == 0, second.log
+            await _wait_for(first.health, lambda h: h == (200, "active: ok"), TAKEOVER_LIMIT)
+            took = asyncio.get_running_loop().time() - handed
+            print(f"hand-over after SIGTERM: {took:.2f} s")
+        finally:
+            if second is not None:
+                await stop(second, signal.SIGKILL)
+            code = await stop(first, signal.SIGTERM)
+        assert code == 0, first.log
+    await _assert_integrity(dsn)

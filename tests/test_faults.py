@@ -21,7 +21,6 @@ import logging
 import re
 import resource
 import signal
-import socket
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -60,6 +59,7 @@ from .support import (
     atomic_write,
     count,
     finish,
+    free_port,
     poll,
     rows,
     spawn,
@@ -619,12 +619,6 @@ def delivery_status(db: Path) -> dict[str, str]:
 
 
 # Row 12: notifier 500 / timeout / connection refused
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -29,7 +29,7 @@ from watcher.kalshi.messages import decode_message
 from watcher.notify.outbox import OPEN_STATUSES, Outbox
 from watcher.notify.sender import SenderStats
 from watcher.ops.metrics import AGE_BUCKETS, Metrics, Sources, bind_service, open_deliveries
-from watcher.ops.server import Health, MetricsServer, feed_health
+from watcher.ops.server import Health, MetricsServer, feed_health, store_health
 from watcher.settings import ENV_VARS
 from watcher.store.writer import WriterStats
 
@@ -549,3 +549,38 @@ def test_env_example_lists_every_variable_and_no_secret_values():
     assert set(ENV_VARS) <= set(assigned)
     for secret in ("KALSHI_API_KEY_ID", "KALSHI_PRIVATE_KEY_PASSWORD", "WATCHER_TELEGRAM_URL"):
         assert assigned[secret] == ""
+
+
+def queued_stats(queued: int, last_flush_ms: int | None, errors: int = 0) -> WriterStats:
+    return WriterStats(
+        rows_written={}, batches=1, queue_depth=queued, errors=errors, rejected=0,
+        last_flush_ms=last_flush_ms,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("stats", "feed", "expected"),
+    [
+        (queued_stats(0, None), Health(True), Health(True)),
+        (queued_stats(500, 95_000), Health(True), Health(True)),
+        (
+            queued_stats(500, 80_000, errors=3),
+            Health(True),
+            Health(False, "store behind: 500 rows queued, last write 20 s ago, 3 failed attempts"),
+        ),
+        (
+            queued_stats(7, None),
+            Health(True),
+            Health(False, "store behind: 7 rows queued, nothing written yet, 0 failed attempts"),
+        ),
+        (
+            queued_stats(500, 80_000),
+            Health(False, "feed not connected"),
+            Health(False, "feed not connected"),
+        ),
+    ],
+)
+def test_healthz_says_the_store_is_behind_when_rows_wait_and_nothing_commits(stats, feed, expected):
+    """/healthz reports the store behind (rows queued, no commit for 10 s) while the feed is
+    fine; a feed problem is reported first; a queue that keeps committing is healthy."""
+    assert store_health(stats, now_ms=100_000, feed=feed) == expected

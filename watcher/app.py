@@ -27,6 +27,7 @@ from watcher.ops.server import (
     feed_health,
     open_standby_server,
     serve_standby,
+    store_health,
 )
 from watcher.rules import RulesConfig, load_rules
 from watcher.rules.session import CLOCK_INTERVAL
@@ -268,12 +269,13 @@ class Service:
     def _health(self) -> Health:
         """Healthy while data flows: a live WebSocket, or recent successful REST polls."""
         last = self._last_data_at()
-        health = feed_health(
+        feed = feed_health(
             connected=self.client.is_connected if self.client else last is not None,
             last_message_at=last,
             now=time.monotonic(),
             max_silence=self.settings.stale_after,
         )
+        health = store_health(self.store.stats, now_ms=int(self.clock() * 1000), feed=feed)
         return Health(health.ok, f"active: {health.reason}") if self.instance else health
 
     async def _serve_metrics(

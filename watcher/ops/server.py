@@ -17,19 +17,24 @@ from typing import Any
 from watcher.errors import ConfigError
 from watcher.ops.metrics import Metrics, bind_service
 from watcher.service.leadership import Leadership
+from watcher.store.records import WriterStats
 
 __all__ = [
     "DEFAULT_PORT",
+    "STORE_MAX_LAG_MS",
     "Health",
     "MetricsServer",
     "feed_health",
     "open_standby_server",
     "serve_standby",
+    "store_health",
 ]
 
 logger = logging.getLogger("watcher.metrics")
 
 DEFAULT_PORT = 9464
+#: Rows queued and no commit for this long: ``/healthz`` reports the store behind.
+STORE_MAX_LAG_MS = 10_000
 _MAX_REQUEST_LINE = 8192
 _MAX_HEADERS = 100
 
@@ -64,6 +69,27 @@ def feed_health(
         if silent > max_silence:
             return Health(False, f"no frame for {silent:.0f} s (limit {max_silence:g} s)")
     return Health(True)
+
+
+def store_health(
+    stats: WriterStats, *, now_ms: int, feed: Health, max_lag_ms: int = STORE_MAX_LAG_MS
+) -> Health:
+    """The feed's health, unless the store is behind (a pure function).
+
+    The store is behind when rows wait in its queue and nothing was committed for
+    ``max_lag_ms`` (a dropped database connection being retried, a full disk): the service keeps
+    streaming meanwhile, and ``/healthz`` says so rather than reporting ok.
+    """
+    if not feed.ok or stats.queue_depth == 0:
+        return feed
+    last = stats.last_flush_ms
+    if last is not None and now_ms - last <= max_lag_ms:
+        return feed
+    since = "nothing written yet" if last is None else f"last write {(now_ms - last) // 1000} s ago"
+    return Health(
+        False,
+        f"store behind: {stats.queue_depth} rows queued, {since}, {stats.errors} failed attempts",
+    )
 
 
 class MetricsServer:
