@@ -81,14 +81,9 @@ async def postgres_throughput(plan: Any, firehose: Firehose) -> dict[str, Any]:
             return _skipped(f"watcher start --db postgresql:// failed: {_last_lines(str(exc))}")
         except TimeoutError:
             return _skipped(_no_rows_reason(folder))
-    summary = watcher.summary
-    complete = bool(summary) and (summary["ticks_stored"], summary["trades_stored"]) == (
-        summary["ticker"],
-        summary["trade"],
-    )
     return {
         "pg_persisted_msgs_per_s": rate,
-        "pg_every_message_persisted": complete,
+        "pg_every_message_persisted": _complete(watcher.summary),
         "pg_watcher_exit_code": watcher.returncode,
         "pg_peak_rss_mb": rss,
         "pg_skipped": None,
@@ -103,6 +98,12 @@ async def _measure(plan: Any, watcher: Watcher) -> tuple[float, float | None]:
         t1, n1 = time.perf_counter(), await watcher.rows()
         rss = peak_rss_mb(watcher.pid)
     return (n1 - n0) / (t1 - t0), rss
+
+
+def _complete(summary: dict[str, int]) -> bool:
+    """The summary line's ticks and trades stored equal the frames received."""
+    stored = (summary.get("ticks_stored"), summary.get("trades_stored"))
+    return bool(summary) and stored == (summary["ticker"], summary["trade"])
 
 
 def _skipped(reason: str) -> dict[str, Any]:

@@ -122,10 +122,17 @@ class Pair:
         killed_ms = time.time_ns() // 1_000_000
         killed = time.perf_counter()
         active.proc.kill()
-        async with asyncio.timeout(TAKEOVER_TIMEOUT):
-            healthy, stored = await asyncio.gather(
-                self._until_healthy(standby), _until_rows(conn, since_id, killed_ms)
-            )
+        waits = [
+            asyncio.ensure_future(self._until_healthy(standby)),
+            asyncio.ensure_future(_until_rows(conn, since_id, killed_ms)),
+        ]
+        try:
+            async with asyncio.timeout(TAKEOVER_TIMEOUT):
+                healthy, stored = await asyncio.gather(*waits)
+        finally:  # one failed or timed out: the other stops too (conn is free again)
+            for wait in waits:
+                wait.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
         await active.proc.wait()
         return healthy - killed, stored - killed
 
@@ -172,7 +179,7 @@ async def takeover(plan: Any, firehose: Firehose) -> dict[str, Any]:
         except (RuntimeError, asyncpg.PostgresError) as exc:
             return _skipped(str(exc)[-300:])
         except TimeoutError:
-            return _skipped(f"no takeover within {TAKEOVER_TIMEOUT:g} s (logs in {folder})")
+            return _skipped(f"the standby did not take over within {TAKEOVER_TIMEOUT:g} s")
         finally:
             await conn.close()
             await pair.close()

@@ -26,6 +26,16 @@ REQUIRED = {
     "python",
     "date",
 }
+#: The takeover phase's keys (null, with ``takeover_skipped`` saying why, without PostgreSQL).
+TAKEOVER = {
+    "takeover_s",
+    "takeover_s_median",
+    "takeover_s_max",
+    "takeover_rows_s",
+    "takeover_rows_s_median",
+    "takeover_rows_s_max",
+    "takeover_skipped",
+}
 
 
 def documented_keys() -> set[str]:
@@ -57,6 +67,11 @@ def test_quick_bench_runs_every_phase_and_writes_the_documented_keys(tmp_path: P
     assert results["every_message_persisted"] is True
     assert results["watcher_exit_code"] == 0
     assert results["decisions"] > 0, "the trace hook timed no tick"
+    assert TAKEOVER <= set(results)
+    if results["takeover_skipped"] is None:  # one takeover in --quick
+        assert len(results["takeover_s"]) == len(results["takeover_rows_s"]) == 1
+    else:
+        assert results["takeover_s"] is None and "standby takeover" in proc.stdout
     assert "watcher start, persisted" in proc.stdout
 
 

@@ -188,15 +188,16 @@ async def _assert_each_alert_delivered_once(dsn: str, hook: HttpRecorder) -> Non
 
 
 async def _assert_integrity(dsn: str) -> None:
+    """Unique keys, no orphan deliveries, no lease left behind, no duplicate trade, constraints
+    valid."""
     assert await scalar(dsn, "select count(*) - count(distinct idempotency_key) from alerts") == 0
     orphans = (
         "select count(*) from alert_deliveries d left join alerts a on a.id = d.alert_id"
         " where a.id is null"
     )
     assert await scalar(dsn, orphans) == 0
-    assert (
-        await scalar(dsn, "select count(*) from alert_deliveries where leased_by is not null") == 0
-    )
+    leased = "select count(*) from alert_deliveries where leased_by is not null"
+    assert await scalar(dsn, leased) == 0
     assert await scalar(dsn, "select count(*) - count(distinct (trade_id, ts_ms)) from trades") == 0
     assert await scalar(dsn, "select count(*) from pg_constraint where not convalidated") == 0
 
@@ -236,4 +237,4 @@ async def test_an_active_that_loses_its_lock_steps_down_and_a_sigterm_hands_over
                 await stop(second, signal.SIGKILL)
             code = await stop(first, signal.SIGTERM)
         assert code == 0, first.log
-    await _assert_integrity(dsn)
+    await _assert_integrity(dsn)  # a SIGTERM'd instance gave its unsent claims back

@@ -80,15 +80,13 @@ def store_health(
     ``max_lag_ms`` (a dropped database connection being retried, a full disk): the service keeps
     streaming meanwhile, and ``/healthz`` says so rather than reporting ok.
     """
-    if not feed.ok or stats.queue_depth == 0:
-        return feed
     last = stats.last_flush_ms
-    if last is not None and now_ms - last <= max_lag_ms:
-        return feed
-    since = "nothing written yet" if last is None else f"last write {(now_ms - last) // 1000} s ago"
+    if not feed.ok or stats.queue_depth == 0 or last is None or now_ms - last <= max_lag_ms:
+        return feed  # (before the first commit the writer is starting, not behind)
     return Health(
         False,
-        f"store behind: {stats.queue_depth} rows queued, {since}, {stats.errors} failed attempts",
+        f"store behind: {stats.queue_depth} rows queued, last write {(now_ms - last) // 1000} s"
+        f" ago, {stats.errors} failed attempts",
     )
 
 

@@ -49,6 +49,10 @@ T = TypeVar("T")
 DEFAULT_LEASE_MS = 30_000
 
 #: A row is free for ``$1`` (the holder) at ``$2`` (now, ms): unleased, its own, or expired.
+#: A closing store gives back what it claimed and did not settle.
+_RELEASE_SQL = (
+    "UPDATE alert_deliveries SET leased_by = NULL, lease_until_ms = NULL WHERE leased_by = $1"
+)
 _FREE = "(leased_by IS NULL OR leased_by = $1 OR lease_until_ms < $2)"
 _CLAIM_SQL = f"""
 WITH claimed AS (
@@ -216,13 +220,20 @@ class PostgresAlertStore:
         return await self._call(lambda conn: recent_alerts(conn, since_ms, status, limit))
 
     async def close(self) -> None:
-        """Close the pool (idempotent); claims not settled stay leased until they expire."""
-        if not self._closed:
-            self._closed = True
-            try:
-                await self._pool.close()
-            except _DRIVER_ERRORS:
-                self._pool.terminate()
+        """Give back the claims not settled (a successor need not wait for their lease to
+        expire), then close the pool (idempotent). If the database cannot be reached, the
+        claims stay leased until they expire."""
+        if self._closed:
+            return
+        try:
+            await self._call(lambda conn: conn.execute(_RELEASE_SQL, self.holder))
+        except StorageError:
+            pass  # the lease expires on its own
+        self._closed = True
+        try:
+            await self._pool.close()
+        except _DRIVER_ERRORS:
+            self._pool.terminate()
 
     # Private methods
 
