@@ -18,8 +18,9 @@ from tests.conftest import FIXTURES
 from watcher.cli import main
 from watcher.kalshi.messages import Ticker, TickerMsg, decode_message
 from watcher.notify.outbox import Outbox
-from watcher.store import MarketRow, StoreWriter
+from watcher.store import MarketRow, StoreWriter, open_backend
 from watcher.store.pg.copy import TABLES, HistoryCopy
+from watcher.store.records import PaperFill
 
 from .support import alert_for, trade_frame
 
@@ -83,6 +84,23 @@ async def write_history(db: Path, ticks: int = 300) -> None:
         box.mark_retry([(1, "team")], next_attempt_ms=NOW + 9, error="HTTP 500", now_ms=NOW + 2)
 
 
+def paper_fill(key: str, price: str, ts_ms: int) -> PaperFill:
+    return PaperFill(
+        key, f"pos-{key}", MARKET, "YES", "buy", Decimal("2.5"), Decimal(price), Decimal("0.04"),
+        ts_ms, "cli",
+    )  # fmt: skip
+
+
+async def write_fills(db: Path) -> None:
+    """Two paper fills: a whole-cent price and a 7-decimal depth average."""
+    fills = await open_backend(db).paper_fills()
+    try:
+        await fills.record(paper_fill("fill-1", "0.45", NOW))
+        await fills.record(paper_fill("fill-2", "0.4533333", NOW + 1))
+    finally:
+        await fills.close()
+
+
 def sqlite_rows(db: Path, table: str) -> list[tuple[Any, ...]]:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         names = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
@@ -120,6 +138,7 @@ def copy(db: Path, dsn: str, **options: Any) -> Any:
 def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = tmp_path_factory.mktemp("copy") / "watcher.db"
     asyncio.run(write_history(db))
+    asyncio.run(write_fills(db))
     return db
 
 
@@ -147,6 +166,9 @@ def test_copy_moves_every_table_with_identical_rows(history, target):
     [(price, volume)] = pg_rows_where(target, "price_e6, volume_e6", "tickers", "id = 2")
     assert (price, volume) == (451_200, 1_250_000)
     assert pg_rows_where(target, "late", "trades", "trade_id = 'late-1'") == [(1,)]
+    assert pg_rows_where(target, "price_e6, price_dollars", "paper_fills", "id = 2") == [
+        (453_333, "0.4533333")
+    ]
 
 
 def pg_rows_where(dsn: str, columns: str, table: str, where: str) -> list[tuple[Any, ...]]:
@@ -173,7 +195,7 @@ def test_copy_creates_the_daily_partitions_and_leaves_the_default_empty(history,
 def test_sequences_continue_after_the_copied_ids(history, target):
     """A row inserted after the copy gets an id above every copied one."""
     copy(history, target)
-    for table in ("tickers", "trades", "alerts", "fills"):
+    for table in ("tickers", "trades", "alerts", "fills", "paper_fills"):
         [(top,)] = pg_rows_where(target, "max(id)", table, "true")
         [(following,)] = asyncio.run(pg_fetch(target, f"SELECT nextval('{table}_id_seq')"))
         assert following > top
@@ -223,6 +245,41 @@ def test_deliveries_follow_their_alert_when_the_target_holds_other_alerts(histor
         (moved, "team", "retrying"),
     ]
     assert len(pg_rows_where(target, "id", "alerts", "true")) == 5
+
+
+def test_paper_fills_are_copied_by_key_when_the_target_holds_other_fills(history, target):
+    """A fill whose key the target holds is skipped; one whose id is taken gets a new id;
+    every fill reads back exact through the target's port."""
+    copy(history, target, max_chunks=0)  # migrates only
+
+    async def record_live() -> None:
+        await pg_fetch(
+            target,
+            "INSERT INTO paper_fills (id, fill_key, position_id, ticker, side, action,"
+            " contracts_e6, price_e6, fee_e6, ts_ms, source)"
+            " VALUES (1, 'live-1', 'p', $1, 'NO', 'buy', 1000000, 300000, 0, $2, 'web')",
+            MARKET, NOW + 5,
+        )  # fmt: skip
+        fills = await open_backend(target).paper_fills()
+        try:
+            await fills.record(paper_fill("fill-2", "0.4533333", NOW + 1))  # the source's too
+        finally:
+            await fills.close()
+
+    async def read_back() -> list[PaperFill]:
+        fills = await open_backend(target).paper_fills()
+        try:
+            return await fills.recent()
+        finally:
+            await fills.close()
+
+    asyncio.run(record_live())
+    assert copy(history, target).is_complete
+    assert [f.fill_key for f in asyncio.run(read_back())] == ["live-1", "fill-2", "fill-1"]
+    [(moved,)] = pg_rows_where(target, "id", "paper_fills", "fill_key = 'fill-1'")
+    assert moved not in (1, 2)
+    assert asyncio.run(read_back())[1] == paper_fill("fill-2", "0.4533333", NOW + 1)
+    assert copy(history, target).inserted == 0
 
 
 # The command

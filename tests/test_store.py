@@ -43,7 +43,8 @@ from watcher.store import (
     trade_history,
 )
 from watcher.store.queries import decimal_text
-from watcher.store.schema import TABLES, row_for, split_statements
+from watcher.store.records import PaperFill
+from watcher.store.schema import MIGRATIONS, TABLES, row_for, split_statements
 from watcher.store.writer import (
     DEFAULT_BATCH_SIZE,
     STORED_TYPES,
@@ -221,6 +222,72 @@ def test_database_from_a_newer_watcher_is_refused_with_its_version(db, readonly)
     message = str(caught.value)
     assert str(db) in message
     assert f"schema version {SCHEMA_VERSION + 98}, newer than" in message
+
+
+def test_a_version_1_database_migrates_to_paper_fills_keeping_its_rows(db):
+    """A file written by the previous watcher (schema 1) gains paper_fills on open, in place,
+    its rows kept; a read-only opener refuses it until then."""
+    db.parent.mkdir()
+    raw = sqlite3.connect(db, isolation_level=None)
+    for statement in split_statements(MIGRATIONS[0][1]):
+        raw.execute(statement)
+    raw.execute("PRAGMA user_version = 1")
+    raw.execute("INSERT INTO service_state VALUES ('k', 'v', 1)")
+    raw.close()
+    with pytest.raises(StorageError, match="schema version 1, older than 2"):
+        open_database(db, readonly=True)
+    conn = open_database(db)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        assert {"paper_fills", "paper_fills_ticker_ts"} <= names
+        assert conn.execute("SELECT value FROM service_state").fetchall() == [("v",)]
+    finally:
+        conn.close()
+
+
+def paper_fill(**kw: object) -> PaperFill:
+    fields: dict[str, object] = {
+        "fill_key": "k", "position_id": "p", "ticker": "KX", "side": "YES", "action": "buy",
+        "contracts": Decimal(5), "price_dollars": Decimal("0.45"), "fee_dollars": Decimal("0.07"),
+        "ts_ms": 1, "source": "cli",
+    }  # fmt: skip
+    fields.update(kw)
+    return PaperFill(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        ({"contracts": Decimal("1.0000001")}, ValueError, "more than 6 decimals"),
+        ({"contracts": Decimal(0)}, ValueError, "contracts must be positive"),
+        ({"price_dollars": Decimal(45)}, ValueError, "between 0 and 1"),
+        ({"fee_dollars": Decimal("-0.01")}, ValueError, "fee_dollars must not be negative"),
+        ({"side": "yes"}, ValueError, "side must be one of YES NO"),
+        ({"action": "close"}, ValueError, "action must be one of buy sell"),
+        ({"source": "paper"}, ValueError, "source must be one of cli rule web chat"),
+        ({"fill_key": ""}, ValueError, "fill_key must be a non-empty string"),
+        ({"price_dollars": 0.45}, TypeError, "price_dollars must be a Decimal, not float"),
+        ({"price_dollars": Decimal("NaN")}, ValueError, "finite"),
+        ({"ts_ms": 1.5}, TypeError, "ts_ms must be an int"),
+    ],
+)
+def test_a_paper_fill_the_store_cannot_keep_exactly_is_refused(change, error, message):
+    """Too many contract decimals, out-of-range amounts, unknown words and floats: refused
+    when the value is built, with the field named."""
+    with pytest.raises(error, match=message):
+        paper_fill(**change)
+
+
+def test_a_paper_fill_takes_ints_and_renders_exact_json():
+    """An int amount becomes a Decimal; to_json gives exact decimal strings."""
+    built = paper_fill(contracts=7, price_dollars=Decimal("0.4533333"))
+    assert built.contracts == Decimal(7) and built.contracts_e6 == 7_000_000
+    assert built.to_json() == {
+        "fill_key": "k", "position_id": "p", "ticker": "KX", "side": "YES", "action": "buy",
+        "contracts": "7", "price_dollars": "0.4533333", "fee_dollars": "0.07", "ts_ms": 1,
+        "source": "cli",
+    }  # fmt: skip
 
 
 def test_file_that_is_not_a_database_is_refused_with_its_path(db):

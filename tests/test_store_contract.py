@@ -1,4 +1,5 @@
-"""The store's ports, as every backend must honour them: TickSink, AlertStore and ReadModel.
+"""The store's ports, as every backend must honour them: TickSink, AlertStore, ReadModel and
+PaperFills.
 
 Test bodies speak only the Protocols of :mod:`watcher.store.ports`; the one ``backend`` fixture
 builds the three of them on a fresh database (SQLite: a new file; PostgreSQL: the module's
@@ -8,6 +9,7 @@ parameter.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -18,8 +20,8 @@ import pytest
 from watcher.domain.alert import Alert
 from watcher.kalshi.messages import Ticker, TickerMsg, Trade, decode_message
 from watcher.store import open_backend
-from watcher.store.ports import AlertStore, ReadModel, TickSink
-from watcher.store.records import AlertStatus, DeliveryStatus, MarketRow
+from watcher.store.ports import AlertStore, Backend, PaperFills, ReadModel, TickSink
+from watcher.store.records import AlertStatus, DeliveryStatus, MarketRow, PaperFill
 
 from .support import alert_for, trade_frame
 
@@ -97,6 +99,21 @@ async def ports(database: str | None, tmp_path: Path) -> AsyncIterator[Ports]:
     built = _sqlite(tmp_path) if database is None else _postgres(database)
     async for each in built:
         yield each
+
+
+@pytest.fixture
+def backend(ports: Ports, database: str | None, tmp_path: Path) -> Backend:
+    """The backend of ``ports``' database (migrated and emptied by ``ports``)."""
+    return open_backend(tmp_path / "watcher.db" if database is None else database)
+
+
+@pytest.fixture
+async def fills(backend: Backend) -> AsyncIterator[PaperFills]:
+    store = await backend.paper_fills()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 def tick(ts_ms: int, *, market: str = MARKET, bid: str = "0.45") -> Ticker:
@@ -287,3 +304,80 @@ async def test_recent_filters_by_time_status_and_limit(ports: Ports) -> None:
     assert len(await ports.alerts.recent(limit=1)) == 1
     read = await ports.reader.recent_alerts(since_ms=NOW + 10, status="pending")
     assert [(r.market_ticker, len(r.deliveries)) for r in read] == [("KXTEST-3", 1)]
+
+
+# Paper fills
+
+
+def fill(key: str = "k1", **kw: object) -> PaperFill:
+    fields: dict[str, object] = {
+        "fill_key": key, "position_id": "p1", "ticker": MARKET, "side": "YES",
+        "action": "buy", "contracts": Decimal("50"), "price_dollars": Decimal("0.45"),
+        "fee_dollars": Decimal("0.87"), "ts_ms": NOW, "source": "cli",
+    }  # fmt: skip
+    fields.update(kw)
+    return PaperFill(**fields)  # type: ignore[arg-type]
+
+
+async def test_a_fill_key_is_recorded_once(fills: PaperFills) -> None:
+    """The second record of a key returns False and stores nothing: one row, the first."""
+    first = fill("alert|stop|KX|1", source="rule", action="sell", side="NO")
+    assert await fills.record(first) is True
+    assert await fills.record(fill("alert|stop|KX|1", contracts=Decimal("7"))) is False
+    assert await fills.recent() == [first]
+
+
+async def test_a_key_recorded_before_a_restart_or_by_another_store_stays_once(
+    fills: PaperFills, backend: Backend
+) -> None:
+    """A store opened later (a restart), or two racing on one key (two instances): one row."""
+    await fills.record(fill("k1"))
+    again, other = await backend.paper_fills(), await backend.paper_fills()
+    try:
+        assert await again.record(fill("k1")) is False
+        raced = await asyncio.gather(again.record(fill("k2")), other.record(fill("k2")))
+        assert sorted(raced) == [False, True]
+        assert [f.fill_key for f in await other.recent()] == ["k2", "k1"]
+    finally:
+        await again.close()
+        await other.close()
+
+
+async def test_fill_amounts_round_trip_exactly(fills: PaperFills) -> None:
+    """Whole micro-units, a 7-decimal depth average, a 28-digit average and a sub-micro fee
+    come back equal and with the same digits."""
+    stored = [
+        fill("whole", contracts=Decimal("12.345678"), price_dollars=Decimal("0.4512"), ts_ms=1),
+        fill("seven", price_dollars=Decimal("0.4533333"), fee_dollars=Decimal("1.59"), ts_ms=2),
+        fill("long", price_dollars=Decimal(136) / Decimal(300), ts_ms=3),
+        fill("tiny", price_dollars=Decimal("0.0000005"), fee_dollars=Decimal("0.0000015"), ts_ms=4),
+        fill("edges", contracts=Decimal(1), price_dollars=Decimal(1), fee_dollars=0, ts_ms=5),
+    ]
+    for each in stored:
+        assert await fills.record(each)
+    back = {f.fill_key: f for f in await fills.recent()}
+    assert back == {f.fill_key: f for f in stored}
+    assert f"{back['seven'].price_dollars:f}" == "0.4533333"
+    assert back["long"].price_dollars == Decimal("0.4533333333333333333333333333")
+    assert f"{back['tiny'].fee_dollars:f}" == "0.0000015"
+    assert back["whole"].contracts_e6 == 12_345_678
+
+
+async def test_recent_is_newest_first_and_filters(fills: PaperFills) -> None:
+    """recent(): by ts_ms then recording order, newest first; ticker, position, limit."""
+    rows = [
+        ("a", MARKET, "p1", NOW),
+        ("b", "KXOTHER", "p2", NOW + 2),
+        ("c", MARKET, "p3", NOW + 1),
+        ("d", MARKET, "p1", NOW + 1),
+    ]
+    for key, market, position, ts in rows:
+        await fills.record(fill(key, ticker=market, position_id=position, ts_ms=ts))
+    assert [f.fill_key for f in await fills.recent()] == ["b", "d", "c", "a"]
+    assert [f.fill_key for f in await fills.recent(ticker=MARKET)] == ["d", "c", "a"]
+    assert [f.fill_key for f in await fills.recent(position_id="p1")] == ["d", "a"]
+    assert [f.fill_key for f in await fills.recent(ticker="KXOTHER", position_id="p1")] == []
+    assert [f.fill_key for f in await fills.recent(ticker=MARKET, limit=2)] == ["d", "c"]
+    assert await fills.recent(ticker="KXNONE") == []
+    with pytest.raises(ValueError, match="limit"):
+        await fills.recent(limit=-1)

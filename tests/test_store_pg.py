@@ -17,7 +17,7 @@ from watcher.errors import StorageError
 from watcher.kalshi import messages as m
 from watcher.store import open_backend
 from watcher.store.pg.backend import PostgresBackend
-from watcher.store.pg.schema import DAY_MS, day_of, partition_name
+from watcher.store.pg.schema import DAY_MS, MIGRATIONS, SCHEMA_VERSION, day_of, partition_name
 from watcher.store.pg.writer import APPLICATION_NAME, PostgresCommitter, _Batch
 from watcher.store.writer import StoreWriter
 
@@ -161,8 +161,48 @@ async def test_two_backends_starting_together_migrate_once(postgres_server: str)
         await asyncio.gather(*(sink.start() for sink in sinks))
         for sink in sinks:
             await sink.close()
-        versions = await fetch(target, "SELECT version FROM watcher_schema")
-        assert [row[0] for row in versions] == [1]
+        versions = await fetch(target, "SELECT version FROM watcher_schema ORDER BY version")
+        assert [row[0] for row in versions] == [version for version, _ in MIGRATIONS]
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_a_version_1_database_migrates_to_paper_fills(postgres_server: str) -> None:
+    """A database at schema 1 (the previous watcher) gains paper_fills when the paper fills
+    (or any other part) open it, its rows kept, and `watcher check` calls it current."""
+    from watcher.store.describe import describe_database
+    from watcher.store.records import PaperFill
+
+    name = f"watcher_test_pg_v1_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(postgres_server)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        target = f"{postgres_server.rpartition('/')[0]}/{name}"
+        conn = await asyncpg.connect(target)
+        try:
+            await conn.execute(MIGRATIONS[0][1])
+            await conn.execute("INSERT INTO watcher_schema VALUES (1, 1)")
+            await conn.execute("INSERT INTO service_state VALUES ('k', 'v', 1)")
+        finally:
+            await conn.close()
+        assert (await describe_database(target)).version == 1
+        fills = await open_backend(target).paper_fills()
+        try:
+            fill = PaperFill(
+                "k", "p", MARKET, "NO", "sell", Decimal(3), Decimal("0.1234567"), Decimal(0), 1,
+                "rule",
+            )  # fmt: skip
+            assert await fills.record(fill)
+            assert await fills.recent() == [fill]
+        finally:
+            await fills.close()
+        versions = await fetch(target, "SELECT version FROM watcher_schema ORDER BY version")
+        assert [row[0] for row in versions] == [1, 2] and SCHEMA_VERSION == 2
+        assert [tuple(r) for r in await fetch(target, "SELECT key FROM service_state")] == [("k",)]
+        stored = await fetch(target, "SELECT price_e6, price_dollars FROM paper_fills")
+        assert [tuple(r) for r in stored] == [(123_457, "0.1234567")]
+        assert (await describe_database(target)).line.endswith("schema version 2 (current)")
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()

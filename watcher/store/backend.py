@@ -16,7 +16,14 @@ from pathlib import Path
 
 from watcher.errors import StorageError
 from watcher.store.pg.dsn import is_postgres
-from watcher.store.ports import AlertStore, Backend, Maintenance, ReadModel, TickSink
+from watcher.store.ports import (
+    AlertStore,
+    Backend,
+    Maintenance,
+    PaperFills,
+    ReadModel,
+    TickSink,
+)
 
 __all__ = ["SQLiteBackend", "open_backend"]
 
@@ -24,7 +31,7 @@ _DAY_MS = 86_400_000
 
 
 class SQLiteBackend:
-    """The SQLite implementations of the three ports, over one database file.
+    """The SQLite implementations of the ports, over one database file.
 
     Args:
         path: the database file (a writer creates it with mode 0600 and migrates it).
@@ -58,6 +65,12 @@ class SQLiteBackend:
         from watcher.store.sqlite_read import SQLiteReadModel
 
         return SQLiteReadModel(self.path)
+
+    async def paper_fills(self) -> PaperFills:
+        """Open a :class:`~watcher.store.sqlite_fills.SQLiteFills` (creates, migrates)."""
+        from watcher.store.sqlite_fills import SQLiteFills
+
+        return await SQLiteFills.open(self.path)
 
     async def maintain(self, now_ms: int, retention_days: int) -> Maintenance:
         """Retention: delete market data older than ``retention_days`` in small batches on a

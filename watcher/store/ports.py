@@ -1,6 +1,6 @@
 """The store's ports: what the service and the read-outs need of a database, as Protocols.
 
-Three ports, one home each, each with a SQLite implementation (the embedded default) and a
+Four ports, one home each, each with a SQLite implementation (the embedded default) and a
 PostgreSQL one (:mod:`watcher.store.pg`); :func:`watcher.store.open_backend` picks them from
 ``--db``, and :meth:`Backend.maintain` is the scheduler's upkeep of either:
 
@@ -11,6 +11,8 @@ PostgreSQL one (:mod:`watcher.store.pg`); :func:`watcher.store.open_backend` pic
 - :class:`AlertStore`: the durable outbox. Alerts and the rule state that made them fire are
   recorded in one transaction, unique by idempotency key; deliveries are claimed with
   :meth:`AlertStore.due` and settled with the ``mark_*`` methods.
+- :class:`PaperFills`: the paper desk's fills (``paper_fills``), recorded once per key, so a
+  rule's close is not recorded twice across restarts or by two instances sharing a database.
 - :class:`ReadModel`: everything people look at (``watcher status``, ``history``, ``alerts``,
   ``replay``, the daily digest, the metrics gauges, later the dashboard). Read-only; it never
   blocks the writer.
@@ -32,6 +34,7 @@ from watcher.store.records import (
     AlertRecord,
     DeliveryRef,
     MarketRow,
+    PaperFill,
     PendingDelivery,
     ReplayEvent,
     TickerRow,
@@ -40,7 +43,15 @@ from watcher.store.records import (
     WriterStats,
 )
 
-__all__ = ["AlertStore", "Backend", "Maintenance", "ReadModel", "RuleStates", "TickSink"]
+__all__ = [
+    "AlertStore",
+    "Backend",
+    "Maintenance",
+    "PaperFills",
+    "ReadModel",
+    "RuleStates",
+    "TickSink",
+]
 
 #: ``(rule, scope) → state``: the persisted rule state the engine resumes from.
 RuleStates = dict[tuple[str, str], str]
@@ -196,6 +207,40 @@ class AlertStore(Protocol):
         ...
 
 
+class PaperFills(Protocol):
+    """The paper desk's fills (``paper_fills``): each one recorded once, read back exactly.
+
+    Raises:
+        StorageError: the database cannot be read or written (from any method).
+    """
+
+    async def record(self, fill: PaperFill) -> bool:
+        """Store ``fill`` unless its ``fill_key`` is stored already.
+
+        The exactly-once guard of a rule's close: the key is unique in the database, so a
+        restart or a second instance recording the same key stores nothing.
+
+        Returns:
+            True when the fill is new; False when its key was recorded before (nothing stored).
+        """
+        ...
+
+    async def recent(
+        self, *, ticker: str | None = None, position_id: str | None = None, limit: int = 100
+    ) -> list[PaperFill]:
+        """The newest fills first (by ``ts_ms``, then recording order), at most ``limit``,
+        of one market and/or one position when given.
+
+        Raises:
+            ValueError: ``limit`` is negative.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release the database (idempotent)."""
+        ...
+
+
 class ReadModel(Protocol):
     """Read-only queries for people: status, history, alerts, replay, digest, metrics.
 
@@ -286,7 +331,7 @@ class Maintenance:
 
 
 class Backend(Protocol):
-    """The three ports of one database, as :func:`watcher.store.open_backend` returns them."""
+    """The ports of one database, as :func:`watcher.store.open_backend` returns them."""
 
     @property
     def location(self) -> str:
@@ -303,6 +348,10 @@ class Backend(Protocol):
 
     async def read_model(self) -> ReadModel:
         """Open a read model on the database."""
+        ...
+
+    async def paper_fills(self) -> PaperFills:
+        """Open the paper fills (creating and migrating the database)."""
         ...
 
     async def maintain(self, now_ms: int, retention_days: int) -> Maintenance:

@@ -17,6 +17,7 @@ from typing import Any, TypeAlias
 
 from watcher.kalshi.fixed import MICROS_PER_UNIT
 from watcher.kalshi.messages import MarketLifecycle, RestMarket
+from watcher.store.fill_values import check_fill, exact_amount
 
 __all__ = [
     "OPEN_STATUSES",
@@ -27,6 +28,7 @@ __all__ = [
     "DeliveryStatus",
     "EventKind",
     "MarketRow",
+    "PaperFill",
     "PendingDelivery",
     "ReplayEvent",
     "TickerRow",
@@ -191,6 +193,56 @@ class MarketRow:
             "close_time_ms": self.close_time_ms,
             "result": self.result,
             "updated_ms": self.updated_ms,
+        }
+
+
+# Paper fills
+
+
+@dataclass(frozen=True, slots=True)
+class PaperFill:
+    """One paper fill (a buy or sell of a paper position), as ``paper_fills`` keeps it.
+
+    ``fill_key`` is unique: a key recorded twice stores one row (a rule's close uses its alert
+    key, a command-line fill a fresh uuid). Amounts are exact Decimals (an int is accepted):
+    ``contracts`` has at most 6 decimals; ``price_dollars`` (per contract, 0 to 1) and
+    ``fee_dollars`` (the order's fee) may have more, as a depth-walked average does.
+
+    Raises:
+        ValueError: ``side`` not YES/NO, ``action`` not buy/sell, ``source`` not
+            cli/rule/web/chat, an empty key, id or ticker, contracts not positive or with
+            more than 6 decimals, a price outside 0..1, a negative fee.
+        TypeError: an amount that is neither a Decimal nor an int, or ``ts_ms`` not an int.
+    """
+
+    fill_key: str
+    position_id: str
+    ticker: str
+    side: str  # YES | NO
+    action: str  # buy | sell
+    contracts: Decimal
+    price_dollars: Decimal
+    fee_dollars: Decimal
+    ts_ms: int
+    source: str  # cli | rule | web | chat
+
+    def __post_init__(self) -> None:
+        for name in ("contracts", "price_dollars", "fee_dollars"):
+            object.__setattr__(self, name, exact_amount(name, getattr(self, name)))
+        check_fill(self)
+
+    @property
+    def contracts_e6(self) -> int:
+        """``contracts`` in micro-contracts (exact: checked when built)."""
+        return int(self.contracts.scaleb(6))
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict, amounts as exact decimal strings."""
+        amounts = ("contracts", "price_dollars", "fee_dollars")
+        return {
+            name: f"{value:f}" if name in amounts else value
+            for name in self.__dataclass_fields__
+            for value in (getattr(self, name),)
         }
 
 

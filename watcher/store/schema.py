@@ -10,6 +10,13 @@ The schema version lives in ``PRAGMA user_version``. :func:`open_database` appli
 entry of :data:`MIGRATIONS` in one transaction, so a crash mid-migration leaves the old version.
 Version 1 adds these indexes beyond the product brief: ``orderbook_snapshots_market_ts``,
 ``fills_market_ts`` and ``lifecycle_events_market_ts`` (all on ``(market_ticker, ts_ms)``).
+
+Version 2 adds ``paper_fills``, the paper desk's own fills, unique by ``fill_key``. Its amounts
+are exact: ``contracts_e6`` in micro-contracts (at most 6 decimals are accepted);
+``price_e6`` and ``fee_e6`` in micro-dollars rounded half-even, for sorting and sums, with
+``price_dollars`` / ``fee_dollars`` NULL when that integer is exact and otherwise the exact
+decimal text (a depth-walked average price such as ``0.4533333``), which is then the value.
+PostgreSQL stores them the same way; :mod:`watcher.store.fill_values` encodes and decodes.
 """
 
 from __future__ import annotations
@@ -91,8 +98,21 @@ CREATE TABLE service_state (key TEXT PRIMARY KEY, value TEXT NOT NULL,
   updated_ms INTEGER NOT NULL);
 """
 
+_SCHEMA_V2 = """
+CREATE TABLE paper_fills (id INTEGER PRIMARY KEY, fill_key TEXT NOT NULL UNIQUE,
+  position_id TEXT NOT NULL, ticker TEXT NOT NULL,
+  side TEXT NOT NULL,     -- YES | NO
+  action TEXT NOT NULL,   -- buy | sell
+  contracts_e6 INTEGER NOT NULL,
+  price_e6 INTEGER NOT NULL, price_dollars TEXT,  -- text: the exact price when not whole e6
+  fee_e6 INTEGER NOT NULL, fee_dollars TEXT,      -- text: the exact fee when not whole e6
+  ts_ms INTEGER NOT NULL,
+  source TEXT NOT NULL);  -- cli | rule | web | chat
+CREATE INDEX paper_fills_ticker_ts ON paper_fills(ticker, ts_ms);
+"""
+
 #: ``(version, sql)`` in ascending order; entry N brings a version N-1 database to version N.
-MIGRATIONS: list[tuple[int, str]] = [(1, _SCHEMA_V1)]
+MIGRATIONS: list[tuple[int, str]] = [(1, _SCHEMA_V1), (2, _SCHEMA_V2)]
 
 #: The schema version this code reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -100,7 +120,7 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 #: Every table of the current schema (used to validate table names in queries).
 TABLES = frozenset(
     "tickers trades orderbook_snapshots orderbook_deltas fills lifecycle_events markets alerts"
-    " alert_deliveries rule_state service_state".split()
+    " alert_deliveries rule_state service_state paper_fills".split()
 )
 
 

@@ -1,4 +1,4 @@
-"""The PostgreSQL backend: the three ports over one ``postgresql://`` URL, and its upkeep.
+"""The PostgreSQL backend: the ports over one ``postgresql://`` URL, and its upkeep.
 
 :func:`watcher.store.open_backend` returns a :class:`PostgresBackend` for a ``postgresql://``
 or ``postgres://`` ``--db``; this module (and asyncpg) is imported only then. The URL's password
@@ -15,7 +15,7 @@ from typing import Any
 from watcher.store.pg.connect import connect, storage_error
 from watcher.store.pg.dsn import mask_dsn
 from watcher.store.pg.schema import DAY_MS, day_of, drop_partitions_before, ensure_partitions
-from watcher.store.ports import AlertStore, Maintenance, ReadModel, TickSink
+from watcher.store.ports import AlertStore, Maintenance, PaperFills, ReadModel, TickSink
 
 __all__ = ["APPLICATION_NAME", "DAYS_AHEAD", "PostgresBackend"]
 
@@ -36,7 +36,7 @@ def _instance_name() -> str:
 
 
 class PostgresBackend:
-    """The PostgreSQL implementations of the three ports, on one database.
+    """The PostgreSQL implementations of the ports, on one database.
 
     Args:
         dsn: the ``postgresql://`` URL.
@@ -76,6 +76,12 @@ class PostgresBackend:
         from watcher.store.pg.read import PostgresReadModel
 
         return PostgresReadModel(self._dsn)
+
+    async def paper_fills(self) -> PaperFills:
+        """Open the PostgreSQL paper fills (creating and migrating the schema)."""
+        from watcher.store.pg.fills import PostgresFills
+
+        return await PostgresFills.open(self._dsn)
 
     async def maintain(self, now_ms: int, retention_days: int) -> Maintenance:
         """Make today's and the next days' partitions; with ``retention_days`` > 0, drop whole

@@ -10,9 +10,10 @@ safe to run again, or to resume after it was killed:
 - market rows keep their source ``id``: ``tickers`` are keyed by ``(id, ts_ms)``, ``trades``
   by ``(trade_id, ts_ms)`` too, the other tables by their primary keys, so a row copied before
   is skipped;
-- ``alerts`` are keyed by ``idempotency_key``; an alert keeps its source ``id`` unless the
-  target already uses that id for another alert, and ``alert_deliveries.alert_id`` is mapped to
-  the target's alert through the key;
+- ``alerts`` are keyed by ``idempotency_key`` and ``paper_fills`` by ``fill_key``: a row whose
+  key the target holds is skipped, and a row keeps its source ``id`` unless the target already
+  uses that id for another row; ``alert_deliveries.alert_id`` is mapped to the target's alert
+  through the key;
 - the daily partitions of ``tickers`` and ``trades`` are created (:func:`ensure_partitions`)
   for the days of a chunk before it is written;
 - every id sequence is moved past the largest source id before copying (a new alert never takes
@@ -56,6 +57,7 @@ TABLES = (
     "alert_deliveries",
     "rule_state",
     "service_state",
+    "paper_fills",
 )
 #: Tables with a bigint ``id`` drawn from the sequence ``{table}_id_seq``.
 SEQUENCED = (
@@ -66,7 +68,10 @@ SEQUENCED = (
     "fills",
     "lifecycle_events",
     "alerts",
+    "paper_fills",
 )
+#: Tables unique by a key besides ``id``: the key decides what is copied, not the id.
+_KEYED = {"alerts": "idempotency_key", "paper_fills": "fill_key"}
 _DELIVERY_COLUMNS = (
     "idempotency_key",
     "target",
@@ -336,22 +341,23 @@ def _plan(conn: sqlite3.Connection, table: str) -> _Plan:
 
 def _insert(table: str, columns: Sequence[str]) -> str:
     names = ", ".join(columns)
-    if table != "alerts":
+    key = _KEYED.get(table)
+    if key is None:
         return (
             f"INSERT INTO {table} ({names}) SELECT {names} FROM copy_{table} ON CONFLICT DO NOTHING"
         )
-    # An alert keeps its id unless another alert holds it; a key already present is skipped.
+    # A row keeps its id unless another row holds it; a key already present is skipped.
     values = ", ".join(
-        "CASE WHEN EXISTS (SELECT 1 FROM alerts a WHERE a.id = c.id)"
-        " THEN nextval('alerts_id_seq') ELSE c.id END"
+        f"CASE WHEN EXISTS (SELECT 1 FROM {table} t WHERE t.id = c.id)"
+        f" THEN nextval('{table}_id_seq') ELSE c.id END"
         if name == "id"
         else f"c.{name}"
         for name in columns
     )
     return (
-        f"INSERT INTO alerts ({names}) SELECT {values} FROM copy_alerts c"
-        " WHERE NOT EXISTS (SELECT 1 FROM alerts a WHERE a.idempotency_key = c.idempotency_key)"
-        " ORDER BY c.id ON CONFLICT (idempotency_key) DO NOTHING"
+        f"INSERT INTO {table} ({names}) SELECT {values} FROM copy_{table} c"
+        f" WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE t.{key} = c.{key})"
+        f" ORDER BY c.id ON CONFLICT ({key}) DO NOTHING"
     )
 
 

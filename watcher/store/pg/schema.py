@@ -18,6 +18,10 @@ and why:
   lease when its instance dies.
 - ``store_batches`` records every committed batch id in the batch's own transaction, so a batch
   retried after a dropped connection is written exactly once.
+- ``paper_fills`` (version 2) keeps its amounts exactly as SQLite does: ``contracts_e6``,
+  ``price_e6`` and ``fee_e6`` (micro-units, the prices rounded half-even), and
+  ``price_dollars`` / ``fee_dollars``, NULL unless the integer is inexact, then the exact
+  decimal text (:mod:`watcher.store.fill_values`).
 - The version lives in ``watcher_schema``; :func:`migrate` runs under a transaction-level
   advisory lock, so two instances starting together migrate once.
 """
@@ -104,8 +108,16 @@ CREATE TABLE service_state (key text PRIMARY KEY, value text NOT NULL,
 CREATE TABLE store_batches (batch_id text PRIMARY KEY, committed_ms bigint NOT NULL);
 """
 
+_SCHEMA_V2 = """
+CREATE TABLE paper_fills (id bigserial PRIMARY KEY, fill_key text NOT NULL UNIQUE,
+  position_id text NOT NULL, ticker text NOT NULL, side text NOT NULL, action text NOT NULL,
+  contracts_e6 bigint NOT NULL, price_e6 bigint NOT NULL, price_dollars text,
+  fee_e6 bigint NOT NULL, fee_dollars text, ts_ms bigint NOT NULL, source text NOT NULL);
+CREATE INDEX paper_fills_ticker_ts ON paper_fills (ticker, ts_ms);
+"""
+
 #: ``(version, sql)`` in ascending order; entry N brings a version N-1 database to version N.
-MIGRATIONS: list[tuple[int, str]] = [(1, _SCHEMA_V1)]
+MIGRATIONS: list[tuple[int, str]] = [(1, _SCHEMA_V1), (2, _SCHEMA_V2)]
 #: The schema version this code reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

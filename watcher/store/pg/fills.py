@@ -1,0 +1,117 @@
+"""The PostgreSQL paper fills: the :class:`~watcher.store.ports.PaperFills` of a database.
+
+A small asyncpg pool (:func:`~watcher.store.pg.connect.create_pool`); opening migrates the
+schema under its advisory lock, as the alert store does. A fill is inserted with
+``ON CONFLICT (fill_key) DO NOTHING RETURNING id``: the unique key makes the insert happen
+once across restarts and across instances sharing the database (the second one waits for the
+first's transaction, then inserts nothing). Amounts are encoded by
+:mod:`watcher.store.fill_values`, the same way SQLite stores them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+
+from watcher.errors import StorageError
+from watcher.store.fill_values import COLUMNS, row_fields, to_row
+from watcher.store.pg import schema
+from watcher.store.pg.connect import create_pool, storage_error
+from watcher.store.records import PaperFill
+
+__all__ = ["APPLICATION_NAME", "PostgresFills"]
+
+T = TypeVar("T")
+
+#: The pool's ``application_name``.
+APPLICATION_NAME = "watcher-paper"
+
+_INSERT_SQL = (
+    f"INSERT INTO paper_fills ({', '.join(COLUMNS)})"
+    f" VALUES ({', '.join(f'${n}' for n in range(1, len(COLUMNS) + 1))})"
+    " ON CONFLICT (fill_key) DO NOTHING RETURNING id"
+)
+_RECENT_SQL = (
+    f"SELECT {', '.join(COLUMNS)} FROM paper_fills"
+    " WHERE ($1::text IS NULL OR ticker = $1) AND ($2::text IS NULL OR position_id = $2)"
+    " ORDER BY ts_ms DESC, id DESC LIMIT $3"
+)
+_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+class PostgresFills:
+    """``paper_fills`` of a PostgreSQL database (see the module).
+
+    Args:
+        pool: an asyncpg pool on a migrated database (see :meth:`open`).
+    """
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self._closed = False
+
+    @classmethod
+    async def open(cls, dsn: str) -> PostgresFills:
+        """Connect, migrate the schema (under its advisory lock), and return the store.
+
+        Raises:
+            StorageError: the database cannot be reached or migrated, or is newer than this
+                watcher.
+        """
+        pool = await create_pool(dsn, application_name=APPLICATION_NAME, max_size=2)
+        store = cls(pool)
+        try:
+            now_ms = int(time.time() * 1000)
+            await store._call(lambda conn: schema.migrate(conn, now_ms=now_ms))
+        except RuntimeError as exc:  # the database is newer than this watcher
+            await store.close()
+            raise storage_error("use", dsn, exc) from exc
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    def __repr__(self) -> str:
+        return f"<PostgresFills {'closed' if self._closed else 'open'}>"
+
+    # Public methods
+
+    async def record(self, fill: PaperFill) -> bool:
+        """Store ``fill``; False (nothing stored) when its ``fill_key`` is there already."""
+        row = to_row(fill)
+        inserted = await self._call(lambda conn: conn.fetchval(_INSERT_SQL, *row))
+        return inserted is not None
+
+    async def recent(
+        self, *, ticker: str | None = None, position_id: str | None = None, limit: int = 100
+    ) -> list[PaperFill]:
+        """The newest fills first, of one market and/or position when given."""
+        if limit < 0:
+            raise ValueError(f"limit must not be negative, but got {limit}")
+        rows = await self._call(lambda conn: conn.fetch(_RECENT_SQL, ticker, position_id, limit))
+        return [PaperFill(**row_fields(row)) for row in rows]
+
+    async def close(self) -> None:
+        """Close the pool (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._pool.close()
+        except _DRIVER_ERRORS:
+            self._pool.terminate()
+
+    # Private methods
+
+    async def _call(self, body: Callable[[Any], Awaitable[T]]) -> T:
+        """Run ``body(connection)`` on a pooled connection; driver errors → StorageError."""
+        if self._closed:
+            raise StorageError("paper fills are closed")
+        try:
+            async with self._pool.acquire() as conn:
+                return await body(conn)
+        except _DRIVER_ERRORS as exc:
+            raise StorageError(f"paper fills: {type(exc).__name__}: {exc}") from exc
