@@ -25,7 +25,7 @@ from watcher.errors import (
     StorageError,
     WatcherError,
 )
-from watcher.ops.dbcopy import db_group
+from watcher.ops.groups import GROUPS
 from watcher.ops.logs import setup_logging
 from watcher.settings import Settings, settings_from_env
 
@@ -102,7 +102,7 @@ def _errors_exit(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, commands=[db_group])
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, commands=GROUPS)
 @click.version_option(package_name="watcher")
 def cli() -> None:
     """Paper-trading alerts and position watch for Kalshi prediction markets."""

@@ -12,7 +12,9 @@ raises on purpose". Every exception class in the package::
      │    │    ├── RulesError           rules.yaml is invalid; ``errors`` holds every problem
      │    │    └── PositionsError       trades.json is invalid; ``errors`` holds every problem
      │    ├── SettingsError             an option or environment variable is unusable
-     │    └── StorageError              the database cannot be opened or written
+     │    ├── StorageError              the database cannot be opened or written
+     │    └── PaperError                a paper order was refused (no quote, market closed,
+     │                                  limit cannot fill, trades.json changed): nothing written
      ├── KalshiError                    the Kalshi library (watcher.kalshi.errors)
      │    ├── KeyFileError              private key missing, public, unsupported, wrong password
      │    ├── DecodeError               a frame or REST body could not be decoded; keeps raw text
@@ -23,14 +25,14 @@ raises on purpose". Every exception class in the package::
      │    ├── AuthenticationFailed     HTTP 401/403: fatal, retrying cannot help
      │    └── RestError                 a REST call answered with an error status or failed
      ├── OSError
-     │    └── FileChanged               trades.json changed under a settlement write-back; the
-     │                                  writer retries (never escapes watcher.service.writeback)
+     │    └── FileChanged               trades.json changed between reading and replacing it;
+     │                                  the settlement writer retries, a paper order is refused
      └── _TooBig                        private to watcher.rules.yamlsource: a YAML file over
                                         the size limit (never escapes)
 
 ``RulesError`` lives in :mod:`watcher.rules.loader`, ``PositionsError`` in
 :mod:`watcher.domain.trades_file`, ``SettingsError`` in :mod:`watcher.settings` and
-``FileChanged`` in :mod:`watcher.service.writeback`.
+``FileChanged`` in :mod:`watcher.service.jsonfile`.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ __all__ = [
     "DecodeError",
     "KalshiError",
     "KeyFileError",
+    "PaperError",
     "ProtocolError",
     "RateLimited",
     "RestError",
@@ -90,3 +93,7 @@ class ConfigError(WatcherError):
 
 class StorageError(WatcherError):
     """The SQLite database cannot be opened or written."""
+
+
+class PaperError(WatcherError):
+    """A paper order was refused; ``str()`` says why. Nothing was written."""

@@ -22,14 +22,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from fnmatch import translate
 from functools import cached_property
-from typing import Literal
+from typing import Annotated, Any, Literal, TypeAlias
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, PrivateAttr
 
 from watcher.domain.alert import Severity
+from watcher.domain.fees import TAKER_RATE
 from watcher.rules.fields import (
     Basis,
     Duration,
@@ -39,6 +41,7 @@ from watcher.rules.fields import (
     TimeOfDay,
     TimeZoneName,
     Urls,
+    describe,
 )
 from watcher.rules.kinds import (
     RULE_TYPES,
@@ -60,6 +63,7 @@ __all__ = [
     "RULE_TYPES",
     "ClosingSoonRule",
     "Defaults",
+    "Fees",
     "LevelRule",
     "MoveFromEntryRule",
     "PnlRule",
@@ -104,6 +108,36 @@ class QuietHours(BaseModel):
     except_: Severities = Field(default=(), alias="except")
 
 
+def _fee_rate(value: Any) -> Decimal:
+    """A fee rate from 0 to 1, exactly: ``"0.07"`` (a YAML number is read exactly too)."""
+    rate = None
+    if isinstance(value, str):
+        try:
+            rate = Decimal(value.strip())
+        except InvalidOperation:
+            rate = None
+    elif isinstance(value, int | Decimal) and not isinstance(value, bool):
+        rate = Decimal(value)
+    if rate is None or not rate.is_finite() or not 0 <= rate <= 1:
+        raise ValueError(f'must be a rate from 0 to 1 such as "0.07", but got {describe(value)}')
+    return rate
+
+
+FeeRate: TypeAlias = Annotated[Decimal, PlainValidator(_fee_rate)]
+
+
+class Fees(BaseModel):
+    """Kalshi's fees as paper orders pay them (design.md §11): ``fees: {taker_rate: "0.07"}``.
+
+    ``taker_rate`` is the rate of Kalshi's taker fee, ``rate × C × P × (1 − P)`` rounded up to
+    the cent per order (:mod:`watcher.domain.fees`); 0.07 unless Kalshi changes it.
+    """
+
+    model_config = _FROZEN
+
+    taker_rate: FeeRate = TAKER_RATE
+
+
 class RulesConfig(BaseModel):
     """A whole rules.yaml.
 
@@ -119,6 +153,7 @@ class RulesConfig(BaseModel):
     notify: Mapping[str, Urls] = Field(default_factory=dict, repr=False)
     defaults: Defaults = Defaults()
     quiet_hours: QuietHours | None = None
+    fees: Fees = Fees()
     rules: tuple[Rule, ...] = ()
 
     _warnings: tuple[str, ...] = PrivateAttr(default=())

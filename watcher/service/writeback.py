@@ -11,18 +11,16 @@ string, like ``"14.40"``) and ``settled_at`` (UTC, RFC 3339) — the shape of a 
 * the previous version is kept as ``trades.json.bak``; the new one is written to a temporary
   file in the same folder, flushed to disk, given the original's mode and renamed over it.
 
-The hot-reload watcher then reloads the file like any edit: the settled entries stop being
-watched.
+The file machinery (raw numbers, backup, atomic replace, :class:`FileChanged`) is
+:mod:`watcher.service.jsonfile`'s, shared with paper orders. The hot-reload watcher then
+reloads the file like any edit: the settled entries stop being watched.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
-import re
-import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,29 +30,15 @@ from watcher.domain.market import MarketState
 from watcher.domain.positions import pnl_dollars
 from watcher.domain.trades_file import PositionsError, parse_positions
 from watcher.kalshi.fixed import DOLLAR
+from watcher.service.jsonfile import BACKUP_SUFFIX, FileChanged, dump_raw, load_raw, replace_file
 
 __all__ = ["BACKUP_SUFFIX", "FileChanged", "SettlementWriter", "write_settlement"]
 
 logger = logging.getLogger("watcher.writeback")
 
-#: The backup is ``trades.json`` + this suffix.
-BACKUP_SUFFIX = ".bak"
 _RESULTS = ("yes", "no")
 _ATTEMPTS = 3
 _RETRY_PAUSE = 0.2
-
-
-class FileChanged(OSError):
-    """The positions file changed between reading and replacing it (a user edit): try again."""
-
-
-class _RawNumber:
-    """A JSON number kept as the text it was written with."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
 
 
 def write_settlement(
@@ -90,7 +74,7 @@ def write_settlement(
     text = original.decode("utf-8")
     new_text, updated = _settled(text, str(path), ticker, result, yes_payout_micros, settled_at_ms)
     if updated:
-        _replace(real, original, new_text.encode("utf-8"))
+        replace_file(real, original, new_text.encode("utf-8"))
     return updated
 
 
@@ -168,7 +152,7 @@ def _settled(
     (the text unchanged when there are none)."""
     bom = "\ufeff" if text.startswith("\ufeff") else ""
     portfolio = parse_positions(text, filename=filename)
-    data = _load_raw(text.removeprefix("\ufeff"))
+    data = load_raw(text.removeprefix("\ufeff"))
     entries: list[dict[str, Any]] = data["trades"] if isinstance(data, dict) else data
     settled_at = datetime.fromtimestamp(settled_at_ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     updated = []
@@ -182,63 +166,4 @@ def _settled(
         updated.append(position.index)
     if not updated:
         return text, []
-    return bom + _dump_raw(data) + ("\n" if text.endswith("\n") else ""), updated
-
-
-def _load_raw(text: str) -> Any:
-    return json.loads(text, parse_float=_RawNumber, parse_int=_RawNumber, parse_constant=_RawNumber)
-
-
-def _dump_raw(data: Any) -> str:
-    """``json.dumps(indent=2)`` with every :class:`_RawNumber` written as its original text."""
-    nonce = secrets.token_hex(8)
-    texts: list[str] = []
-
-    def default(value: object) -> str:
-        if not isinstance(value, _RawNumber):
-            raise TypeError(f"cannot write {type(value).__name__} to JSON")
-        texts.append(value.text)
-        return f"\0{nonce}:{len(texts) - 1}\0"
-
-    dumped = json.dumps(data, indent=2, ensure_ascii=False, default=default)
-    placeholder = re.compile(rf'"\\u0000{nonce}:(\d+)\\u0000"')
-    return placeholder.sub(lambda match: texts[int(match.group(1))], dumped)
-
-
-def _replace(path: Path, original: bytes, data: bytes) -> None:
-    """Back up ``original`` and atomically put ``data`` in place, keeping the file's mode."""
-    mode = path.stat().st_mode & 0o7777
-    backup = path.with_name(path.name + BACKUP_SUFFIX)
-    _atomic_write(backup, original, mode)
-    if path.read_bytes() != original:
-        raise FileChanged(f"{path} changed while the settlement was being written")
-    _atomic_write(path, data, mode)
-
-
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fchmod(fh.fileno(), mode)  # the umask does not apply to fchmod
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    return bom + dump_raw(data) + ("\n" if text.endswith("\n") else ""), updated
