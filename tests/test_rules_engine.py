@@ -20,6 +20,7 @@ from watcher.rules import (
     Event,
     LifecycleEvent,
     RulesConfig,
+    RulesError,
     RuleState,
     StateKey,
     TickEvent,
@@ -207,6 +208,73 @@ def test_two_positions_on_one_market_keep_separate_states():
         (f"m|{TICKER}#2|{T0}", "NO 65¢, up 5¢ from entry 60¢ (P&L +$0.50)"),
     ]
     assert set(harness.states) == {("m", f"{TICKER}#a1"), ("m", f"{TICKER}#2")}
+
+
+# Rules that act
+
+PNL_CLOSE = "{name: r, type: pnl, below_dollars: -5, action: close}"
+MOVE_CLOSE = "{name: r, type: move_from_entry, cents: 10, action: close}"
+
+
+@pytest.mark.parametrize(
+    ("rule", "side", "quote", "expected"),
+    [
+        # A YES position sells at the YES bid.
+        (PNL_CLOSE, "YES", (20, 22, 21), 20),
+        # A NO position sells at the NO bid: 100¢ − YES ask.
+        (PNL_CLOSE, "NO", (77, 80, 79), 20),
+        # The mark may be the last price; the action still takes the bid of that tick.
+        (MOVE_CLOSE, "YES", (18, 21, 20), 18),
+        # No bid on that tick: the alert says close, with no price to close at.
+        (MOVE_CLOSE, "YES", (None, None, 20), None),
+    ],
+)
+def test_a_position_rule_that_closes_marks_its_alert_with_the_position_and_bid(
+    rule, side, quote, expected
+):
+    """An alert of a position rule with `action: close` carries the action, the position's id,
+    side and contracts, and the side's bid at the tick that fired it."""
+    harness = Harness(rules(rule), [position(side, 40, 50, id="p7")])
+    (alert,) = harness.tick(*quote)
+    assert alert.action == "close"
+    marked = (alert.position_id, alert.action_side, alert.action_contracts)
+    assert marked == ("p7", side, Decimal(50))
+    assert alert.action_price_micros == (None if expected is None else c(expected))
+    assert alert.key == f"r|{TICKER}#p7|{T0}"
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "{name: r, type: pnl, below_dollars: -5}",
+        "{name: r, type: move_from_entry, cents: 10}",
+        "{name: r, type: spread, max_cents: 5}",
+        "{name: r, type: price_cross, cents: 25, direction: down}",
+    ],
+)
+def test_a_rule_without_an_action_only_alerts(rule):
+    """Without `action`, alerts carry no action, position or price: nothing is done."""
+    harness = Harness(rules(rule), [position("YES", 40, 50, id="p7")])
+    (alert,) = harness.tick(20, 22, 21)
+    assert (alert.action, alert.position_id, alert.action_price_micros) == (None, None, None)
+    assert (alert.action_side, alert.action_contracts) == (None, None)
+
+
+def test_a_market_rule_cannot_close_and_each_position_is_closed_on_its_own():
+    """A market rule is refused at load; two positions in one market each get their own close
+    (an entry without an id is named by its scope, TICKER#N, which the paper desk knows)."""
+    with pytest.raises(RulesError, match="action: close needs a rule about positions"):
+        rules("{name: r, type: spread, max_cents: 5, action: close}")
+    config = rules("{name: r, type: pnl, below_dollars: -5, action: close}")
+    harness = Harness(config, [position("YES", 40, 50, id="a"), position("NO", 50, 20, index=2)])
+    alerts = harness.tick(20, 30, 25)  # YES bid 20¢; NO bid 70¢ (NO mark 75¢: +$5, no alert)
+    assert [(a.position_id, a.action_side, a.action_price_micros) for a in alerts] == [
+        ("a", "YES", c(20))
+    ]
+    alerts = harness.tick(70, 80, 76)  # NO mark 24¢: 20 × −26¢ = −$5.20
+    assert [(a.position_id, a.action_side, a.action_price_micros) for a in alerts] == [
+        (f"{TICKER}#2", "NO", c(20))
+    ]
 
 
 # pnl

@@ -31,7 +31,7 @@ TYPES = (
     "spread, move_from_entry, pnl, price_cross, velocity, trade_size, closing_soon, settled, stale"
 )
 SPREAD_KEYS = (
-    "name, type, markets, notify, cooldown, severity, price, message, enabled, expires, "
+    "name, type, markets, notify, cooldown, severity, price, message, enabled, expires, action, "
     "rearm_cents, side, max_cents, min_cents"
 )
 
@@ -278,7 +278,7 @@ def test_secrets_never_appear_in_errors_or_reprs():
         pytest.param(
             "version: 1\nrule: []\n",
             "rules.yaml:2:1: unknown key 'rule' at the top level; expected one of: version, "
-            "timezone, notify, defaults, quiet_hours, rules",
+            "timezone, notify, defaults, quiet_hours, fees, rules",
             id="unknown-top-level-key",
         ),
         pytest.param(
@@ -376,13 +376,13 @@ def test_secrets_never_appear_in_errors_or_reprs():
         pytest.param(
             "- a\n- b\n",
             "rules.yaml:1:1: expected a mapping with keys such as version, timezone, notify, "
-            "defaults, quiet_hours, rules, but got a list",
+            "defaults, quiet_hours, fees, rules, but got a list",
             id="top-level-list",
         ),
         pytest.param(
             "",
             "rules.yaml:1:1: expected a mapping with keys such as version, timezone, notify, "
-            "defaults, quiet_hours, rules, but got an empty file",
+            "defaults, quiet_hours, fees, rules, but got an empty file",
             id="empty-file",
         ),
         pytest.param(
@@ -419,6 +419,45 @@ def test_every_problem_is_reported_in_file_order_and_str_is_the_first():
     assert [(e.line, e.col) for e in error.errors] == [(2, 13), (4, 21), (5, 5)]
     assert str(error) == str(error.errors[0]) == error.errors[0].located()
     assert (error.file, error.line, error.col) == ("rules.yaml", 2, 13)
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        ("{name: s, type: move_from_entry, cents: 5, action: close}", None),
+        ("{name: s, type: pnl, below_dollars: -10, action: close}", None),
+        (
+            "{name: s, type: spread, max_cents: 2, action: close}",
+            "rules.yaml:3:51: action: close needs a rule about positions (move_from_entry, pnl)",
+        ),
+        (
+            "{name: s, type: stale, after: 5m, action: close}",
+            "rules.yaml:3:47: action: close needs a rule about positions (move_from_entry, pnl)",
+        ),
+        (
+            "{name: s, type: pnl, below_dollars: -10, action: sell}",
+            "rules.yaml:3:54: action: expected 'close', but got 'sell'",
+        ),
+    ],
+)
+def test_only_a_rule_about_positions_may_close_them(rule, expected):
+    """`action: close` is for position rules; on a market rule it is an error at its value."""
+    text = f"version: 1\nrules:\n  - {rule}\n"
+    if expected is None:
+        (loaded,) = parse(text).rules
+        assert loaded.action == "close" and loaded.scope == "position"
+    else:
+        assert errors_of(text) == [expected]
+
+
+def test_a_rule_only_alerts_unless_it_says_so_and_a_misplaced_action_is_located():
+    """Without `action` a rule only alerts; in block style the error points at the value."""
+    config = parse("rules:\n  - {name: s, type: pnl, below_dollars: -10}\n")
+    assert config.rules[0].action is None
+    block = "rules:\n  - name: s\n    type: spread\n    max_cents: 2\n    action: close\n"
+    assert errors_of(block) == [
+        "rules.yaml:5:13: action: close needs a rule about positions (move_from_entry, pnl)"
+    ]
 
 
 def test_the_filename_given_is_the_one_errors_name(tmp_path):

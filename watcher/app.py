@@ -29,13 +29,16 @@ from watcher.ops.server import (
     serve_standby,
     store_health,
 )
+from watcher.ops.summary import run_summary
 from watcher.rules import RulesConfig, load_rules
 from watcher.rules.session import CLOCK_INTERVAL
 from watcher.service.catchup import catch_up_after_connect
+from watcher.service.desk import open_desk
 from watcher.service.endpoint import Endpoint, Mode, open_endpoint
 from watcher.service.jobs import Jobs
 from watcher.service.keyless import MarketPoller
 from watcher.service.leadership import Leadership, Role, open_leadership
+from watcher.service.paper import PaperDesk
 from watcher.service.pipeline import Pipeline
 from watcher.service.process import collector_tuned, stop_on_signals
 from watcher.service.reload import ConfigWatcher
@@ -133,6 +136,7 @@ class Service:
             await self.store.start()
             stack.push_async_callback(self._close_store)
             await stack.enter_async_context(self.pipeline)
+            self.pipeline.closer = await stack.enter_async_context(self._open_desk())
             await self._serve_metrics(stack, server)
             feed = None
             if self.client is not None:
@@ -156,24 +160,10 @@ class Service:
         return self.summary()
 
     def summary(self) -> str:
-        w = self.store.stats
-        stored = (
-            f"{w.rows_written.get('tickers', 0)} ticks and"
-            f" {w.rows_written.get('trades', 0)} trades stored"
-        )
-        alerts = f"{self.pipeline.alerts_fired} alerts"
-        if self.client is None:
-            p = self.poller.stats
-            return (
-                f"stopped: {p.polls} REST polls ({p.ticks} ticker, {p.trades} trade),"
-                f" {stored}, {p.errors} failed requests, {alerts}"
-            )
-        s = self.client.stats
-        received = f"{s.by_type.get('ticker', 0)} ticker, {s.by_type.get('trade', 0)} trade"
-        return (
-            f"stopped: {s.messages} messages ({received}), {stored}, {s.reconnects} reconnects,"
-            f" {s.decode_errors} undecodable frames, {alerts}"
-        )
+        """The one line logged when the service stops."""
+        client = self.client.stats if self.client is not None else None
+        alerts, poller = self.pipeline.alerts_fired, self.poller.stats
+        return run_summary(self.store.stats, alerts=alerts, client=client, poller=poller)
 
     # Private methods: wiring, in the order __init__ builds the parts
 
@@ -205,6 +195,11 @@ class Service:
             clock=self.clock,
             on_settled=self.writeback,
         )
+
+    def _open_desk(self) -> contextlib.AbstractAsyncContextManager[PaperDesk]:
+        """The paper desk through which rules with ``action: close`` close positions."""
+        s, rules = self.settings, self.pipeline.rules
+        return open_desk(self.backend, self.rest, s.trades_path, rules=rules, clock=self.clock)
 
     def _make_poller(self) -> MarketPoller:
         pipeline = self.pipeline

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Literal, TypeAlias
 
 __all__ = ["SEVERITIES", "Alert", "Severity"]
@@ -26,6 +27,13 @@ class Alert:
         targets: names of notify targets from rules.yaml; empty means "console only".
         at_ms: Unix time in milliseconds of the event that fired it.
         suppressed: True when quiet hours held it back; it is recorded but not sent.
+        action: what the rule asks the service to do (``"close"``: close the position in
+            full), or None for an alert that only tells.
+        position_id: the id in trades.json of the position the action is about.
+        action_side: that position's side (``"YES"``/``"NO"``).
+        action_contracts: its contracts, all of which the action closes.
+        action_price_micros: the executable price at the tick that fired it: the side's bid
+            in micro-dollars (None when the market showed no bid).
     """
 
     key: str
@@ -37,3 +45,8 @@ class Alert:
     targets: tuple[str, ...]
     at_ms: int
     suppressed: bool = False
+    action: str | None = None
+    position_id: str | None = None
+    action_side: str | None = None
+    action_contracts: Decimal | None = None
+    action_price_micros: int | None = None

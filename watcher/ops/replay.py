@@ -5,22 +5,32 @@ the recorded events in time order, with rule state starting fresh, and yields th
 would have sent. Nothing is sent or written. Time-driven rules see a clock event whenever
 recorded time moved on by the live clock's interval (:class:`watcher.rules.session.RecordedClock`),
 at the time of the next event.
+
+A rule that acts (``action: close``) only says what it would have done: its line ends with
+``(would close 50 YES at 20¢)``; no position is closed and nothing is written. The positions
+are taken as they were over the recording: an entry closed by a paper fill (CLOSED, with a
+``closed_at`` time) is watched again until a moment after it was closed, so the rule that closed
+it fires in the replay as it did live (a partial close's CLOSED part, with ``parent_id``, is
+not: its contracts were part of the entry still open).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from watcher.domain.alert import Alert
-from watcher.domain.positions import Portfolio
+from watcher.domain.positions import Portfolio, Position
+from watcher.kalshi.fixed import format_cents
 from watcher.ops.readout import time_text
 from watcher.rules import RulesConfig
 from watcher.rules.events import Event, TickEvent, TradeEvent
 from watcher.rules.feed import lifecycle_event
 from watcher.rules.session import RecordedClock, Session
+from watcher.rules.wording import contracts_text
 from watcher.store.ports import ReadModel
 from watcher.store.records import MarketRow
 
@@ -28,11 +38,20 @@ __all__ = [
     "ReplayStats",
     "alert_json",
     "alert_line",
+    "as_it_was",
     "count_replay_events",
     "replay",
     "replay_tickers",
     "summary_line",
+    "would_do",
 ]
+
+#: A closed entry stays watched this long after its ``closed_at``: the live run stopped
+#: watching it only when it reloaded trades.json, and exchange and local clocks differ a little.
+CLOSE_GRACE_MS = 5_000
+
+#: (when it stops being watched, Unix ms; the entry) of each entry a replay reopens.
+Closing = tuple[int, Position]
 
 
 @dataclass(slots=True)
@@ -77,17 +96,17 @@ async def replay(
     Args:
         read_model: where the recorded events are read.
         rules: the rules to test.
-        portfolio: the positions (rules without ``markets`` apply to watched ones).
+        portfolio: the positions, as they were (:func:`as_it_was`).
         since_ms, until_ms: the time range (``until`` excluded); None is open.
         markets: only these tickers (None: every watched position's market).
         stats: filled with counts as the replay runs.
         progress: called with the number of events handled since the last call.
     """
-    tickers = replay_tickers(portfolio, markets)
+    portfolio, closings = as_it_was(portfolio, since_ms)
     stats = stats if stats is not None else ReplayStats()
-    stats.markets = tickers
-    run = _Replay(rules, portfolio, tickers, {t: await read_model.get_market(t) for t in tickers})
-    done = 0
+    stats.markets = tickers = replay_tickers(portfolio, markets)
+    stored = {t: await read_model.get_market(t) for t in tickers}
+    run, done = _Replay(rules, portfolio, tickers, stored, closings), 0
     events = read_model.replay_events(since_ms=since_ms, until_ms=until_ms, markets=tickers)
     async for ts, kind, row in events:
         stats.saw(ts, kind)
@@ -115,16 +134,53 @@ async def count_replay_events(
     markets: Collection[str] | None = None,
 ) -> int:
     """How many recorded events :func:`replay` will go through (for a progress bar)."""
-    tickers = replay_tickers(portfolio, markets)
+    tickers = replay_tickers(as_it_was(portfolio, since_ms)[0], markets)
     return await read_model.count_events(since_ms=since_ms, until_ms=until_ms, markets=tickers)
 
 
+def as_it_was(portfolio: Portfolio, since_ms: int | None = None) -> tuple[Portfolio, list[Closing]]:
+    """``portfolio`` with every entry closed by a fill (after ``since_ms``) watched again, as
+    OPEN, and when each of those stops being watched, soonest first."""
+    reopened: list[Position] = []
+    closings: list[Closing] = []
+    for position in portfolio.positions:
+        closed_ms = _closed_ms(position)
+        if closed_ms is None or (since_ms is not None and closed_ms + CLOSE_GRACE_MS < since_ms):
+            reopened.append(position)
+            continue
+        again = replace(position, status="OPEN")
+        reopened.append(again)
+        closings.append((closed_ms + CLOSE_GRACE_MS, again))
+    if not closings:
+        return portfolio, []
+    return Portfolio(tuple(reopened), portfolio.path), sorted(closings, key=lambda c: c[0])
+
+
+def would_do(alert: Alert) -> str | None:
+    """What ``alert``'s action would have done: ``would close 50 YES at 20¢`` (None when the
+    alert has no action)."""
+    if alert.action is None:
+        return None
+    what = f"would {alert.action}"
+    if alert.action_contracts is not None:
+        what += f" {contracts_text(alert.action_contracts)}"
+    if alert.action_side is not None:
+        what += f" {alert.action_side}"
+    if alert.action_price_micros is None:
+        return f"{what}, but there was no bid"
+    return f"{what} at {format_cents(alert.action_price_micros)}"
+
+
 def alert_line(alert: Alert, tz: ZoneInfo) -> str:
-    """One line of ``watcher replay``: when (labelled), the market, severity, rule and body."""
+    """One line of ``watcher replay``: when (labelled), the market, severity, rule and body,
+    then what the rule would have done (``(would close 50 YES at 20¢)``)."""
     when = time_text(alert.at_ms, tz)
     held = " (held by quiet hours)" if alert.suppressed else ""
     body = " ".join(alert.body.split())
-    return f"{when}  {alert.market_ticker or '-'}  [{alert.severity}] {alert.rule}: {body}{held}"
+    would = would_do(alert)
+    acted = f" ({would})" if would else ""
+    line = f"{when}  {alert.market_ticker or '-'}  [{alert.severity}] {alert.rule}: {body}"
+    return f"{line}{held}{acted}"
 
 
 def alert_json(alert: Alert) -> dict[str, Any]:
@@ -138,6 +194,18 @@ def alert_json(alert: Alert) -> dict[str, Any]:
         "body": alert.body,
         "key": alert.key,
         "suppressed": alert.suppressed,
+    } | _action_json(alert)
+
+
+def _action_json(alert: Alert) -> dict[str, Any]:
+    if alert.action is None:
+        return {}
+    price = alert.action_price_micros
+    return {
+        "action": alert.action,
+        "position_id": alert.position_id,
+        "would": would_do(alert),
+        "price_cents": None if price is None else format_cents(price).removesuffix("¢"),
     }
 
 
@@ -167,22 +235,35 @@ class _Replay:
         portfolio: Portfolio,
         tickers: list[str],
         stored: dict[str, MarketRow | None],
+        closings: list[Closing] | None = None,
     ) -> None:
         self.tickers = tickers
         self.stored = stored
         self.session = Session(rules=rules, portfolio=portfolio)
         self.clock = RecordedClock()
+        self.closings = list(closings or ())
 
     def step(self, ts: int, kind: str, row: Any) -> list[Alert]:
         """The alerts of the clock event due at ``ts`` (if any), then of the event itself."""
         alerts: list[Alert] = []
         if self.clock.last_ms is None:
             self._begin(ts)
+        if self.closings and self.closings[0][0] < ts:
+            self._stop_watching(ts)
         clock = self.clock.advance(ts)
         if clock is not None:
             alerts += self.session.step(clock, ts).alerts
         alerts += self.session.step(_event(ts, kind, row), ts).alerts
         return alerts
+
+    def _stop_watching(self, ts: int) -> None:
+        """Stop watching the reopened entries that were closed (live) before ``ts``."""
+        gone: list[Position] = []
+        while self.closings and self.closings[0][0] < ts:
+            gone.append(self.closings.pop(0)[1])
+        portfolio = self.session.portfolio
+        kept = tuple(p for p in portfolio.positions if all(p is not g for g in gone))
+        self.session.portfolio = Portfolio(kept, portfolio.path)
 
     def _begin(self, ts: int) -> None:
         """Watch every market from the first event on, with its stored close time."""
@@ -194,6 +275,22 @@ class _Replay:
                 markets.apply_metadata(
                     ticker, title=stored.title, close_time_ms=stored.close_time_ms
                 )
+
+
+def _closed_ms(position: Position) -> int | None:
+    """When a CLOSED entry was closed by a fill (its ``closed_at``), Unix ms; None for any
+    other entry (a hand-closed one, or the CLOSED part of a partial close)."""
+    raw = position.raw
+    closed_at = raw.get("closed_at")
+    if position.status != "CLOSED" or not isinstance(closed_at, str) or "parent_id" in raw:
+        return None
+    try:
+        at = datetime.fromisoformat(closed_at.strip())
+    except ValueError:
+        return None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return int(at.timestamp() * 1000)
 
 
 def _event(ts: int, kind: str, row: Any) -> Event:

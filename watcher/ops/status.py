@@ -1,5 +1,7 @@
 """``watcher status``: every watched position with its latest stored quote, P&L, last alert and
-the feed health the service recorded.
+the feed health the service recorded; when paper positions were closed, a total line with the
+realized P&L (from trades.json's CLOSED entries, ``realized_pnl_dollars``) beside the
+unrealized P&L of the open ones.
 
 Reads through the store's :class:`~watcher.store.ports.ReadModel`, which never blocks the
 writer, so it works while the service runs.
@@ -7,17 +9,26 @@ writer, so it works while the service runs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
-from watcher.domain.positions import Portfolio
+from watcher.domain.positions import Portfolio, Position
 from watcher.kalshi.fixed import format_cents
 from watcher.ops.readout import ago_text, cents_text, time_text
 from watcher.rules.wording import contracts_text, signed_dollars
 from watcher.service.digest import PositionView, view_position
 from watcher.store.ports import ReadModel
 
-__all__ = ["SERVICE_GONE_AFTER_MS", "FeedHealth", "StatusRow", "read_status", "render_status"]
+__all__ = [
+    "SERVICE_GONE_AFTER_MS",
+    "FeedHealth",
+    "StatusRow",
+    "StatusTable",
+    "read_status",
+    "realized_total",
+    "render_status",
+]
 
 #: A heartbeat older than this means the service is not running.
 SERVICE_GONE_AFTER_MS = 20_000
@@ -30,6 +41,27 @@ class StatusRow:
     view: PositionView
     last_tick_ms: int | None
     last_alert: tuple[int, str] | None  # (created_ms, rule)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusTable:
+    """The watched positions, and what the closed ones realized.
+
+    Attributes:
+        rows: one per watched position, in file order.
+        closed: how many CLOSED entries say what they realized.
+        realized: the sum of their ``realized_pnl_dollars``, exact.
+    """
+
+    rows: list[StatusRow] = field(default_factory=list)
+    closed: int = 0
+    realized: Decimal = Decimal(0)
+
+    @property
+    def unrealized(self) -> Decimal | None:
+        """The open positions' P&L at their marks (None when none has a mark yet)."""
+        known = [row.view.pnl for row in self.rows if row.view.pnl is not None]
+        return sum(known, Decimal(0)) if known else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +94,9 @@ class FeedHealth:
 
 async def read_status(
     read_model: ReadModel, portfolio: Portfolio
-) -> tuple[list[StatusRow], FeedHealth]:
-    """Every watched position with its latest stored quote and last alert, and feed health."""
+) -> tuple[StatusTable, FeedHealth]:
+    """Every watched position with its latest stored quote and last alert, what the closed
+    ones realized, and feed health."""
     rows = []
     for position in portfolio.watched():
         tick = await read_model.latest_ticker(position.ticker)
@@ -87,13 +120,33 @@ async def read_status(
         standby=state.get("standby.instance"),
         standby_heartbeat_ms=_int_or_none(state.get("standby.heartbeat_ms")),
     )
-    return rows, health
+    closed, realized = realized_total(portfolio.positions)
+    return StatusTable(rows, closed, realized), health
+
+
+def realized_total(positions: tuple[Position, ...]) -> tuple[int, Decimal]:
+    """How many CLOSED entries say what they realized, and the sum (``realized_pnl_dollars``,
+    written by the paper desk when it closes a position)."""
+    count, total = 0, Decimal(0)
+    for position in positions:
+        value = position.raw.get("realized_pnl_dollars")
+        if position.status != "CLOSED" or value is None or isinstance(value, bool):
+            continue
+        try:
+            amount = Decimal(str(value).strip())
+        except InvalidOperation:
+            continue
+        if amount.is_finite():
+            count, total = count + 1, total + amount
+    return count, total
 
 
 def render_status(
-    rows: list[StatusRow], health: FeedHealth, *, now_ms: int, tz: ZoneInfo
+    report: StatusTable, health: FeedHealth, *, now_ms: int, tz: ZoneInfo
 ) -> list[str]:
-    """The ``watcher status`` table and its feed line."""
+    """The ``watcher status`` table, its P&L total line (once a position was closed) and its
+    feed line."""
+    rows = report.rows
     header = ("TICKER", "SIDE", "QTY", "ENTRY", "LAST", "MARK", "P&L", "LAST TICK", "LAST ALERT")
     table = [header]
     for row in rows:
@@ -118,8 +171,20 @@ def render_status(
     ]
     if not rows:
         lines.append("(no watched positions)")
+    if report.closed:
+        lines.append(_totals_line(report))
     lines.append(_feed_line(health, now_ms, tz))
     return lines
+
+
+def _totals_line(table: StatusTable) -> str:
+    """``realized P&L -$11.25 (1 closed), unrealized P&L +$3.20``."""
+    unrealized = table.unrealized
+    open_text = "not known yet" if unrealized is None else signed_dollars(unrealized)
+    return (
+        f"realized P&L {signed_dollars(table.realized)} ({table.closed} closed),"
+        f" unrealized P&L {open_text}"
+    )
 
 
 def _feed_line(health: FeedHealth, now_ms: int, tz: ZoneInfo) -> str:

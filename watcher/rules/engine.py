@@ -16,13 +16,15 @@ What runs on which event:
 A rule without ``markets`` applies to markets with a watched position; one with ``markets``
 applies to the markets its globs match. Position-scoped rules (``move_from_entry``, ``pnl``)
 keep one state per position (scope ``TICKER#id``, or ``TICKER#index`` without an id); the
-others one per market (scope ``TICKER``).
+others one per market (scope ``TICKER``). A position rule with ``action: close`` marks its
+alert with the action, the position and the side's bid at that tick; the service carries the
+action out (:mod:`watcher.service.recording`), a replay only says what it would have done.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from watcher.domain.alert import Alert, Severity
@@ -371,6 +373,16 @@ class _Run:
             at_ms=at_ms,
             suppressed=is_suppressed(config.quiet_hours, config.tz, self.now_ms, severity),
         )
+        position = subject.position
+        if rule.action is not None and position is not None and rule.scope == "position":
+            alert = replace(
+                alert,
+                action=rule.action,
+                position_id=position.id or subject.scope,  # TICKER#N for an entry without id
+                action_side=position.side,
+                action_contracts=position.contracts,
+                action_price_micros=subject.quote.bid,  # what selling the side would get now
+            )
         self.alerts.append(alert)
 
 

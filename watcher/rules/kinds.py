@@ -15,7 +15,7 @@ from functools import cached_property
 from typing import Annotated, ClassVar, Literal, TypeAlias
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from watcher.kalshi.fixed import cents_to_micros, to_micros
 from watcher.rules.fields import (
@@ -73,6 +73,16 @@ class RuleBase(BaseModel):
     message: Template | None = None
     enabled: bool = True
     expires: Expires | None = None
+    #: ``close``: when the rule fires for a position, the service closes it (position rules).
+    action: Literal["close"] | None = None
+
+    @field_validator("action")
+    @classmethod
+    def _acts_on_positions(cls, action: str | None) -> str | None:
+        if action is not None and cls.scope != "position":
+            kinds = ", ".join(name for name, kind in RULE_TYPES.items() if kind.scope == "position")
+            raise ValueError(f"action: {action} needs a rule about positions ({kinds})")
+        return action
 
     @cached_property
     def named_side(self) -> Literal["YES", "NO"] | None:

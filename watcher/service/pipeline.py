@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,15 +30,16 @@ from watcher.kalshi.client import LateTrade
 from watcher.notify.sender import Sender
 from watcher.rules import RulesConfig
 from watcher.rules.coverage import unmatched_rules
-from watcher.rules.engine import Decision, StateKey
+from watcher.rules.engine import StateKey
 from watcher.rules.events import ClockEvent, Event
 from watcher.rules.feed import lifecycle_event, tick_event, trade_event
 from watcher.rules.session import Session
 from watcher.rules.state import RuleState
 from watcher.service import alerts as service_alerts
 from watcher.service.digest import PositionView, view_position
+from watcher.service.recording import Closer, Recording
 from watcher.store.ports import AlertStore, TickSink
-from watcher.store.records import AlertRecord, MarketRow
+from watcher.store.records import MarketRow
 
 __all__ = ["Pipeline", "SettledHook"]
 
@@ -51,8 +52,9 @@ _RESULTS = ("yes", "no")
 SettledHook = Callable[[MarketState, int], Awaitable[None]]
 
 
-class Pipeline:
-    """Consumes feed events in order; owns the decision session, the alert store and sender.
+class Pipeline(Recording):
+    """Consumes feed events in order; owns the decision session, the alert store and sender
+    (recording, and acting on the rules that act: :class:`~watcher.service.recording.Recording`).
 
     Args:
         open_alert_store: opens the alert store when the pipeline starts (it is closed when
@@ -62,6 +64,7 @@ class Pipeline:
         rules: rules in force.
         clock: Unix time in seconds (tests patch it).
         on_settled: called once per watched market whose result becomes known (write-back).
+        closer: closes paper positions for rules with ``action: close`` (the paper desk).
     """
 
     def __init__(
@@ -73,18 +76,16 @@ class Pipeline:
         rules: RulesConfig,
         clock: Callable[[], float] = time.time,
         on_settled: SettledHook | None = None,
+        closer: Closer | None = None,
     ) -> None:
+        super().__init__(closer)
         self.open_alert_store = open_alert_store
         self.store = store
         self.clock = clock
         self.on_settled = on_settled
         self.session = Session(rules=rules, portfolio=portfolio)
-        self.alerts_fired = 0
-        self.alerts_suppressed = 0
         #: Called with every event and its receive time (metrics' message-age histogram).
         self.observe: Callable[[Any, int], None] | None = None
-        self.alert_store: AlertStore | None = None
-        self.sender: Sender | None = None
         self._watched: frozenset[str] = frozenset()
         self._settled: set[str] = set()  # tickers whose result went to the settlement hook
         self._closed: set[str] = set()  # tickers whose close was alerted
@@ -142,12 +143,15 @@ class Pipeline:
         return int(self.clock() * 1000)
 
     def set_rules(self, rules: RulesConfig) -> None:
-        """Put new rules in force (warning about rules that apply to no market)."""
+        """Put new rules in force (warning about rules that apply to no market; the paper
+        desk takes the new fee rate)."""
         self.session.set_rules(rules)
         for warning in unmatched_rules(rules, self.portfolio):
             logger.warning("%s", warning)
         if self.sender is not None:
             self.sender.update_targets(rules.notify)
+        if self.closer is not None:
+            self.closer.fee_rate = rules.fees.taker_rate
 
     def set_portfolio(self, portfolio: Portfolio) -> None:
         """Swap positions: new markets are watched (`stale` counts from now), gone ones dropped."""
@@ -308,29 +312,6 @@ class Pipeline:
         )
         return await self.record([alert], {}, now_ms)
 
-    async def recent_alerts(self, *, since_ms: int, limit: int = 500) -> list[AlertRecord]:
-        """Alerts recorded at or after ``since_ms``, newest first."""
-        assert self.alert_store is not None
-        return await self.alert_store.recent(since_ms=since_ms, limit=limit)
-
-    async def record(
-        self, alerts: Sequence[Alert], states: dict[tuple[str, str], str], now: int
-    ) -> int:
-        """Record alerts (with rule states) in the alert store and wake the sender.
-
-        Returns:
-            how many alerts were new (a key already recorded is not recorded again).
-        """
-        assert self.alert_store is not None and self.sender is not None
-        new = await self.alert_store.record(alerts, states, now_ms=now)
-        if not new:
-            return 0
-        self.alerts_fired += len(new)
-        self.alerts_suppressed += sum(1 for alert in alerts if alert.suppressed)
-        service_alerts.log_recorded(alerts)
-        self.sender.wake()
-        return len(new)
-
     # Private methods
 
     def _rules_for(self, event: m.Ticker | m.Trade, now: int) -> Awaitable[object] | None:
@@ -393,7 +374,3 @@ class Pipeline:
         if not decision.alerts and not decision.changed:
             return None
         return self._record_decision(decision, now)
-
-    def _record_decision(self, decision: Decision, now: int) -> Awaitable[int]:
-        changed = {key: state.to_json() for key, state in decision.changed.items()}
-        return self.record(decision.alerts, changed, now)

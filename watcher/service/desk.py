@@ -1,0 +1,45 @@
+"""The paper desk as the running service uses it: the rules' ``action: close`` goes through it.
+
+:func:`open_desk` opens the backend's ``paper_fills`` (the exactly-once guard of a rule's close)
+and builds a :class:`~watcher.service.paper.PaperDesk` on the positions file, Kalshi's REST API
+and the rules' fee rate; the fills are closed when the service stops. Only the active instance
+runs a service, so only it closes positions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from watcher.rules import RulesConfig
+from watcher.service.paper import PaperDesk
+from watcher.service.paper_quotes import MarketSource
+from watcher.store.ports import Backend
+
+__all__ = ["open_desk"]
+
+
+@asynccontextmanager
+async def open_desk(
+    backend: Backend,
+    rest: MarketSource,
+    trades_path: str | Path,
+    *,
+    rules: RulesConfig,
+    clock: Callable[[], float] = time.time,
+) -> AsyncIterator[PaperDesk]:
+    """The paper desk on ``backend``'s fills, at ``rules``' taker fee rate (kept current by
+    :meth:`watcher.service.pipeline.Pipeline.set_rules`)."""
+    fills = await backend.paper_fills()
+    try:
+        yield PaperDesk(
+            trades_path=trades_path,
+            rest=rest,
+            fills=fills,
+            fee_rate=rules.fees.taker_rate,
+            clock=clock,
+        )
+    finally:
+        await fills.close()
