@@ -22,8 +22,9 @@ from watcher.domain.alert import Alert
 from watcher.domain.paper import CloseResult, Fill
 from watcher.domain.positions import Portfolio, Position
 from watcher.domain.trades_file import load_positions, parse_positions
-from watcher.errors import PaperError
+from watcher.errors import PaperError, RestError
 from watcher.kalshi.auth import KalshiSigner
+from watcher.kalshi.rest_bodies import RestEvent, RestMarket, RestOrderbook, RestSeries
 from watcher.kalshi.sim.exchange import SimulatedExchange
 from watcher.ops.replay import CLOSE_GRACE_MS, alert_json, alert_line, as_it_was
 from watcher.ops.status import (
@@ -367,6 +368,23 @@ async def test_a_stop_loss_closes_the_position_once_across_a_restart_and_replay_
     assert "realized P&L -$11.40 (1 closed), unrealized P&L not known yet" in out
 
 
+class Offline:
+    """Kalshi out of reach: a rule's close needs no quote, and its fee's series multiplier
+    falls back to 1."""
+
+    async def get_market(self, ticker: str) -> RestMarket:
+        raise RestError(f"offline: {ticker}")
+
+    async def get_orderbook(self, ticker: str, *, depth: int = 0) -> RestOrderbook:
+        raise RestError(f"offline: {ticker}")
+
+    async def get_event(self, event_ticker: str) -> RestEvent:
+        raise RestError(f"offline: {event_ticker}")
+
+    async def get_series(self, series_ticker: str) -> RestSeries:
+        raise RestError(f"offline: {series_ticker}")
+
+
 async def test_the_same_close_decided_again_records_no_second_fill(tmp_path: Path) -> None:
     """The desk records a rule's fill under the alert's key: the same alert acted on again (a
     second instance, a retry) adds no fill, says nothing more, and leaves trades.json as the
@@ -376,7 +394,7 @@ async def test_the_same_close_decided_again_records_no_second_fill(tmp_path: Pat
     backend = open_backend(tmp_path / "w.db")
     fills = await backend.paper_fills()
     try:
-        desk = PaperDesk(trades_path=trades_path, rest=None, fills=fills)  # type: ignore[arg-type]
+        desk = PaperDesk(trades_path=trades_path, rest=Offline(), fills=fills)
         first = await act_on(alert(), desk)
         assert first.body.endswith(f" · {CLOSED}")
         closed_text = trades_path.read_bytes()
@@ -406,7 +424,7 @@ async def test_a_close_recorded_but_never_written_is_completed_not_made_again(
     backend = open_backend(tmp_path / "w.db")
     fills = await backend.paper_fills()
     try:
-        desk = PaperDesk(trades_path=trades_path, rest=None, fills=fills)  # type: ignore[arg-type]
+        desk = PaperDesk(trades_path=trades_path, rest=Offline(), fills=fills)
         before = trades_path.read_bytes()
         first = await act_on(alert(), desk)
         recorded = await fills.recent()

@@ -95,6 +95,7 @@ def score(
     bids: Mapping[str, Decimal | None],
     *,
     rate: Decimal = TAKER_RATE,
+    multipliers: Mapping[str, Decimal] | None = None,
 ) -> PaperBook:
     """Score ``positions``.
 
@@ -103,8 +104,13 @@ def score(
         bids: ``"TICKER YES"``/``"TICKER NO"`` → that side's bid now in dollars (None or
             missing: unknown, the position's unrealized P&L is then unknown).
         rate: the taker fee rate (for the fee closing would cost).
+        multipliers: ticker → its series' ``fee_multiplier`` (missing: 1).
     """
-    lines = tuple(_line(p, bids.get(f"{p.ticker} {p.side}"), rate) for p in positions)
+    known = multipliers or {}
+    lines = tuple(
+        _line(p, bids.get(f"{p.ticker} {p.side}"), rate * known.get(p.ticker, Decimal(1)))
+        for p in positions
+    )
     done = [line for line in lines if line.status in _DONE and line.realized is not None]
     return PaperBook(
         lines=lines,

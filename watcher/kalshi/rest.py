@@ -14,6 +14,7 @@ translated at this boundary into :mod:`watcher.kalshi.errors`:
 HTTP 401 / 403              :class:`~watcher.kalshi.errors.AuthenticationFailed`
 HTTP 429                    :class:`~watcher.kalshi.errors.RateLimited`
 HTTP 404                    :class:`~watcher.kalshi.errors.RestError` ``status=404``
+                            (``"market not found: …"``, ``"event …"``, ``"series …"``)
 any other non-2xx status    :class:`~watcher.kalshi.errors.RestError` with ``status``
 timeout, connection error   :class:`~watcher.kalshi.errors.RestError` (``status=None``)
 a body that doesn't decode  :class:`~watcher.kalshi.errors.DecodeError`
@@ -37,10 +38,14 @@ from watcher.kalshi import USER_AGENT
 from watcher.kalshi.auth import KalshiSigner
 from watcher.kalshi.errors import AuthenticationFailed, DecodeError, RateLimited, RestError
 from watcher.kalshi.messages import (
+    RestEvent,
+    RestEventResponse,
     RestMarket,
     RestMarketResponse,
     RestOrderbook,
     RestOrderbookResponse,
+    RestSeries,
+    RestSeriesResponse,
     RestTrade,
     RestTradesResponse,
     Trade,
@@ -121,6 +126,31 @@ class KalshiRestClient:
         body = await self._get(f"/markets/{_quote(ticker)}/orderbook", ticker=ticker, params=params)
         return self._decode(body, RestOrderbookResponse, ticker).orderbook_fp
 
+    async def get_event(self, event_ticker: str) -> RestEvent:
+        """``GET /events/{event_ticker}``: the event, with its ``series_ticker`` (§14).
+
+        Raises:
+            RestError: ``status=404`` with ``"event not found: TICKER"``, another error status,
+                or a transport failure.
+            AuthenticationFailed, RateLimited, DecodeError: as for :meth:`get_market`.
+        """
+        path = f"/events/{_quote(event_ticker)}"
+        body = await self._get(path, ticker=event_ticker, what="event")
+        return self._decode(body, RestEventResponse, event_ticker).event
+
+    async def get_series(self, series_ticker: str) -> RestSeries:
+        """``GET /series/{series_ticker}``: the series, with its ``fee_type`` and
+        ``fee_multiplier`` (§14).
+
+        Raises:
+            RestError: ``status=404`` with ``"series not found: TICKER"``, another error status,
+                or a transport failure.
+            AuthenticationFailed, RateLimited, DecodeError: as for :meth:`get_market`.
+        """
+        path = f"/series/{_quote(series_ticker)}"
+        body = await self._get(path, ticker=series_ticker, what="series")
+        return self._decode(body, RestSeriesResponse, series_ticker).series
+
     async def get_trades(
         self, ticker: str, *, min_ts: int | None = None, limit: int = 1000, max_pages: int = 10
     ) -> list[RestTrade]:
@@ -190,7 +220,9 @@ class KalshiRestClient:
 
     # Private methods
 
-    async def _get(self, path: str, *, ticker: str, params: Params | None = None) -> bytes:
+    async def _get(
+        self, path: str, *, ticker: str, params: Params | None = None, what: str = "market"
+    ) -> bytes:
         request = self._client.build_request("GET", path, params=params)
         sign_path = request.url.raw_path.split(b"?", 1)[0].decode("ascii")
         if self._signer is not None:
@@ -209,10 +241,10 @@ class KalshiRestClient:
                 f" {type(exc).__name__}: {exc}"
             ) from exc
         logger.debug("< %d GET %s", response.status_code, sign_path)
-        self._check_status(response, sign_path, ticker)
+        self._check_status(response, sign_path, f"{what} not found: {ticker}")
         return response.content
 
-    def _check_status(self, response: httpx.Response, path: str, ticker: str) -> None:
+    def _check_status(self, response: httpx.Response, path: str, not_found: str) -> None:
         status = response.status_code
         if 200 <= status < 300:
             return
@@ -229,7 +261,7 @@ class KalshiRestClient:
         if status == 429:
             raise RateLimited(f"kalshi rate limit reached: {where}: {_preview(response)}")
         if status == 404:
-            raise RestError(f"market not found: {ticker}", status=404)
+            raise RestError(not_found, status=404)
         raise RestError(f"kalshi REST error: {where}: {_preview(response)}", status=status)
 
     def _decode(self, body: bytes, type_: type[_T], ticker: str) -> _T:

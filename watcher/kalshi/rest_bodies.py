@@ -14,10 +14,14 @@ from watcher.kalshi.errors import DecodeError
 from watcher.kalshi.payloads import KalshiStruct, Side
 
 __all__ = [
+    "RestEvent",
+    "RestEventResponse",
     "RestMarket",
     "RestMarketResponse",
     "RestOrderbook",
     "RestOrderbookResponse",
+    "RestSeries",
+    "RestSeriesResponse",
     "RestTrade",
     "RestTradesResponse",
     "decode_rest",
@@ -77,6 +81,44 @@ class RestTrade(KalshiStruct, kw_only=True, frozen=True):
 class RestTradesResponse(KalshiStruct, kw_only=True, frozen=True):
     trades: list[RestTrade] = []  # noqa: RUF012 (msgspec copies a Struct's defaults)
     cursor: str | None = None
+
+
+class RestEvent(KalshiStruct, kw_only=True, frozen=True):
+    """The fields of ``GET /events/{event_ticker}``'s ``event`` that watcher uses (§14)."""
+
+    event_ticker: str
+    series_ticker: str | None = None
+    title: str | None = None
+    sub_title: str | None = None
+    category: str | None = None
+    mutually_exclusive: bool | None = None
+    collateral_return_type: str | None = None
+
+
+class RestEventResponse(KalshiStruct, kw_only=True, frozen=True):
+    """``GET /events/{event_ticker}`` without nested markets: the markets sit beside the event."""
+
+    event: RestEvent
+    markets: list[RestMarket] = []  # noqa: RUF012 (msgspec copies a Struct's defaults)
+
+
+class RestSeries(KalshiStruct, kw_only=True, frozen=True):
+    """The fields of ``GET /series/{series_ticker}``'s ``series`` that watcher uses (§14).
+
+    ``fee_type`` is ``"quadratic"``, ``"quadratic_with_maker_fees"`` or ``"flat"`` (Kalshi's fee
+    schedule); ``fee_multiplier`` scales the fee (a JSON number, decoded exactly).
+    """
+
+    ticker: str
+    title: str | None = None
+    category: str | None = None
+    frequency: str | None = None
+    fee_type: str | None = None
+    fee_multiplier: Decimal | None = None
+
+
+class RestSeriesResponse(KalshiStruct, kw_only=True, frozen=True):
+    series: RestSeries
 
 
 def decode_rest(data: str | bytes, type_: type[Any]) -> Any:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from watcher.rules import RulesConfig
 from watcher.service.paper import PaperDesk
-from watcher.service.paper_quotes import MarketSource
+from watcher.service.paper_fees import PaperSource
 from watcher.store.ports import Backend
 
 __all__ = ["open_desk"]
@@ -24,7 +24,7 @@ __all__ = ["open_desk"]
 @asynccontextmanager
 async def open_desk(
     backend: Backend,
-    rest: MarketSource,
+    rest: PaperSource,
     trades_path: str | Path,
     *,
     rules: RulesConfig,

@@ -15,7 +15,8 @@ the rules (``action: close``) and later the dashboard and the chat all go throug
 Every order reads ``trades.json``, prices the order, writes the file back
 (:mod:`watcher.service.paper_file`: atomic, ``.bak``, refused if the file changed since it was
 read) and records the fill in ``paper_fills``. A refused order raises
-:class:`~watcher.errors.PaperError` and writes nothing. Fees: :mod:`watcher.domain.fees`.
+:class:`~watcher.errors.PaperError` and writes nothing. Fees: :mod:`watcher.domain.fees`, at the
+rules' taker rate times the series' ``fee_multiplier`` (:mod:`watcher.service.paper_fees`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from watcher.domain.paper_ledger import PaperBook, entry_fee, score
 from watcher.domain.positions import Position
 from watcher.errors import PaperError
 from watcher.kalshi.fixed import DOLLAR, format_cents, micros_to_decimal
+from watcher.service.paper_fees import PaperSource, SeriesFees
 from watcher.service.paper_file import TradesFile, read_trades, write_trades
 from watcher.service.paper_orders import (
     SOURCES,
@@ -56,7 +58,7 @@ from watcher.service.paper_orders import (
     order_side,
     order_ticker,
 )
-from watcher.service.paper_quotes import FRESH_MS, MarketSource, QuoteBoard
+from watcher.service.paper_quotes import FRESH_MS, QuoteBoard
 from watcher.store.ports import PaperFills, ReadModel
 from watcher.store.records import PaperFill
 
@@ -74,10 +76,11 @@ class PaperDesk:
 
     Args:
         trades_path: the positions file (created by the first buy when missing).
-        rest: Kalshi's REST API, signed when a key is configured.
+        rest: Kalshi's REST API, signed when a key is configured (quotes, books, series fees).
         fills: the ``paper_fills`` port.
         read_model: the running service's database, for its latest streamed quotes.
-        fee_rate: the taker fee rate (``fees.taker_rate`` in rules.yaml).
+        fee_rate: the base taker fee rate (``fees.taker_rate`` in rules.yaml), times each
+            series' ``fee_multiplier``.
         clock: Unix time in seconds.
         fresh_ms: how old a streamed quote may be before REST is asked instead.
         before_write: called after an order is priced and just before ``trades.json`` is
@@ -88,7 +91,7 @@ class PaperDesk:
         self,
         *,
         trades_path: str | Path,
-        rest: MarketSource,
+        rest: PaperSource,
         fills: PaperFills,
         read_model: ReadModel | None = None,
         fee_rate: Decimal = TAKER_RATE,
@@ -103,6 +106,7 @@ class PaperDesk:
         self.board = QuoteBoard(
             rest=rest, read_model=read_model, clock_ms=self._now_ms, fresh_ms=fresh_ms
         )
+        self.series_fees = SeriesFees(rest)
         self._before_write = before_write
         self._lock = asyncio.Lock()
 
@@ -133,7 +137,8 @@ class PaperDesk:
             trades = await self._read()
             quote = await self.board.quote(ticker)
             fill = await self.board.fill(quote, side_name, "buy", count, limit=limit)
-            fee = taker_fee_fills(fill.parts, rate=self.fee_rate)
+            multiplier = await self.series_fees.multiplier(ticker)
+            fee = taker_fee_fills(fill.parts, rate=self.fee_rate, multiplier=multiplier)
             now, position_id = self._now_ms(), trades.new_id()
             trades.add_buy(buy_entry(position_id, ticker, fill, fee, now))
             await self._write(trades)
@@ -167,7 +172,7 @@ class PaperDesk:
             trades = await self._read()
             position = trades.find_open(id_or_ticker)
             fill = await self._sell(position, count, limit)
-            result, now = self._closing(trades, position, fill), self._now_ms()
+            result, now = await self._closing(trades, position, fill), self._now_ms()
             trades.close(position, result, now_ms=now)
             await self._write(trades)
             await self.fills.record(_fill_row(result, now, source, fill_key(source)))
@@ -205,7 +210,7 @@ class PaperDesk:
                 fill = fill_order(
                     [Level(price)], position.contracts, side=position.side, action="sell"
                 )
-                result = self._closing(trades, position, fill, given_id=given_id)
+                result = await self._closing(trades, position, fill, given_id=given_id)
                 row, given_id = _fill_row(result, now, source, fill_key), result.position_id
                 if pending is None and attempt == 1 and not await self.fills.record(row):
                     return None
@@ -219,11 +224,14 @@ class PaperDesk:
         """Every position of ``trades.json`` scored at the freshest quotes (bids)."""
         trades = await self._read()
         bids: dict[str, Decimal | None] = {}
+        multipliers: dict[str, Decimal] = {}
         for position in trades.portfolio.watched():
             key = f"{position.ticker} {position.side}"
             if key not in bids:
                 bids[key] = await self._bid(position)
-        return score(trades.portfolio.positions, bids, rate=self.fee_rate)
+            if bids[key] is not None and position.ticker not in multipliers:
+                multipliers[position.ticker] = await self.series_fees.multiplier(position.ticker)
+        return score(trades.portfolio.positions, bids, rate=self.fee_rate, multipliers=multipliers)
 
     # Private methods
 
@@ -274,10 +282,13 @@ class PaperDesk:
             logger.info("no price for %s %s: %s", position.ticker, position.side, exc)
             return None
 
-    def _closing(
+    async def _closing(
         self, trades: TradesFile, position: Position, fill: Fill, *, given_id: str | None = None
     ) -> CloseResult:
-        exit_fee = taker_fee_fills(fill.parts, rate=self.fee_rate)
+        """The result of selling ``fill`` of ``position``: its fees (the series' multiplier
+        asked once) and realized P&L."""
+        multiplier = await self.series_fees.multiplier(position.ticker)
+        exit_fee = taker_fee_fills(fill.parts, rate=self.fee_rate, multiplier=multiplier)
         share = fee_share(entry_fee(position), fill.contracts, position.contracts)
         entry_price = micros_to_decimal(position.entry_micros)
         remaining = position.contracts - fill.contracts

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
+from decimal import Decimal
 from types import TracebackType
 from typing import Literal, Self
 
@@ -39,6 +40,7 @@ from watcher.kalshi.sim.market import (
     SimMarketSpec,
     random_uuid,
 )
+from watcher.kalshi.sim.series import SeriesBook
 from watcher.kalshi.sim.state import ExchangeState
 from watcher.kalshi.sim.wire import (
     ERROR_TEXT,
@@ -83,6 +85,8 @@ class SimulatedExchange:
         trade_probability: chance that a tick also produces a trade.
         seed: seed of the random walk, for repeatable runs.
         markets: initial state of some markets; others are created on demand.
+        fee_multipliers: series ticker → the ``fee_multiplier`` of ``GET /series/{ticker}``
+            (1 otherwise). :attr:`series` changes them, and scripts failing lookups, later.
     """
 
     def __init__(
@@ -95,8 +99,10 @@ class SimulatedExchange:
         trade_probability: float = 0.3,
         seed: int | None = None,
         markets: Mapping[str, SimMarketSpec] | None = None,
+        fee_multipliers: Mapping[str, Decimal | str] | None = None,
     ) -> None:
         self.stats = SimStats()
+        self.series = SeriesBook(fee_multipliers)
         self._host, self._port = host, port
         self._tick_interval = tick_interval
         self._trade_probability = trade_probability
@@ -108,6 +114,7 @@ class SimulatedExchange:
             stats=self.stats,
             market=self.market,
             every=lambda: list(self._state.markets.values()),
+            series=self.series,
         )
         self._server: Server | None = None
         self._clock: asyncio.Task[None] | None = None

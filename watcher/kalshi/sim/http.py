@@ -23,6 +23,7 @@ from websockets.http11 import Request, Response
 from watcher.kalshi.auth import PublicKey, verify_signature
 from watcher.kalshi.sim.market import SimMarket
 from watcher.kalshi.sim.rest import route_rest
+from watcher.kalshi.sim.series import SeriesBook
 from watcher.kalshi.sim.wire import REST_PREFIX, WS_PATH, SimStats, now_ms
 
 __all__ = ["MAX_CLOCK_SKEW_MS", "HttpFront", "auth_problem", "header", "json_response"]
@@ -41,6 +42,7 @@ class HttpFront:
         stats: the simulator's counters (handshake rejections are counted here).
         market: returns the market for a ticker, creating it on demand.
         every: returns every market the simulator knows.
+        series: the series' fee settings and scripted lookup failures.
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class HttpFront:
         stats: SimStats,
         market: Callable[[str], SimMarket],
         every: Callable[[], Iterable[SimMarket]],
+        series: SeriesBook | None = None,
     ) -> None:
         self.public_keys = dict(public_keys) if public_keys is not None else None
         self.stats = stats
@@ -57,6 +60,7 @@ class HttpFront:
         self.rest_limited = 0
         self._market = market
         self._every = every
+        self.series = series or SeriesBook()
 
     def __repr__(self) -> str:
         keys = "unsigned" if self.public_keys is None else f"{len(self.public_keys)} keys"
@@ -99,6 +103,7 @@ class HttpFront:
             market=self._market,
             every=self._every,
             now_ms=now_ms(),
+            series=self.series,
         )
         return json_response(status, body)
 

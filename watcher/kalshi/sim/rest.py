@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from watcher.kalshi.sim.market import SimMarket
+from watcher.kalshi.sim.series import SeriesBook, rest_event
 
 __all__ = ["route_rest"]
 
@@ -22,6 +23,7 @@ def route_rest(
     market: Callable[[str], SimMarket],
     every: Callable[[], Iterable[SimMarket]],
     now_ms: int,
+    series: SeriesBook | None = None,
 ) -> tuple[int, Any]:
     """Answer one REST GET as Kalshi does; returns ``(HTTP status, JSON body)``.
 
@@ -31,6 +33,7 @@ def route_rest(
         market: returns the market for a ticker, creating it on demand.
         every: returns every market the simulator knows.
         now_ms: the simulator's clock.
+        series: the series' fee settings (defaults: every series at multiplier 1).
     """
     parts = [unquote(part) for part in path.strip("/").split("/")]
     try:
@@ -44,6 +47,10 @@ def route_rest(
                 return 200, {"market": found.rest_market(now_ms)}
             if parts[2] == "orderbook":
                 return 200, found.rest_orderbook(_int(query, "depth", 0))
+        if len(parts) == 2 and parts[0] == "events" and parts[1]:
+            return rest_event(parts[1], every(), now_ms)
+        if len(parts) == 2 and parts[0] == "series" and parts[1]:
+            return (series or SeriesBook()).rest_series(parts[1], every())
     except ValueError as exc:
         return 400, _error("bad_request", str(exc))
     return 404, _error("not_found", f"no such endpoint: {path}")
