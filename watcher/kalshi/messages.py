@@ -77,6 +77,7 @@ from watcher.kalshi.payloads import (
 from watcher.kalshi.rest_bodies import (
     RestEvent,
     RestEventResponse,
+    RestEventsResponse,
     RestMarket,
     RestMarketResponse,
     RestOrderbook,
@@ -116,6 +117,7 @@ __all__ = [
     "OrderbookSnapshotMsg",
     "RestEvent",
     "RestEventResponse",
+    "RestEventsResponse",
     "RestMarket",
     "RestMarketResponse",
     "RestOrderbook",

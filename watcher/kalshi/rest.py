@@ -40,6 +40,7 @@ from watcher.kalshi.errors import AuthenticationFailed, DecodeError, RateLimited
 from watcher.kalshi.messages import (
     RestEvent,
     RestEventResponse,
+    RestEventsResponse,
     RestMarket,
     RestMarketResponse,
     RestOrderbook,
@@ -59,6 +60,8 @@ logger = logging.getLogger("watcher.rest")
 
 #: The largest ``limit`` Kalshi accepts on ``GET /markets/trades``.
 MAX_TRADES_LIMIT = 1000
+#: The largest ``limit`` Kalshi accepts on ``GET /events``.
+MAX_EVENTS_LIMIT = 200
 BODY_PREVIEW = 200
 
 _T = TypeVar("_T")
@@ -126,8 +129,10 @@ class KalshiRestClient:
         body = await self._get(f"/markets/{_quote(ticker)}/orderbook", ticker=ticker, params=params)
         return self._decode(body, RestOrderbookResponse, ticker).orderbook_fp
 
-    async def get_event(self, event_ticker: str) -> RestEvent:
-        """``GET /events/{event_ticker}``: the event, with its ``series_ticker`` (§14).
+    async def get_event(self, event_ticker: str, *, with_nested_markets: bool = True) -> RestEvent:
+        """``GET /events/{event_ticker}``: the event, with its ``series_ticker`` (§14) and its
+        markets in :attr:`RestEvent.markets` (Kalshi nests them with ``with_nested_markets``,
+        else puts them beside the event; both are accepted).
 
         Raises:
             RestError: ``status=404`` with ``"event not found: TICKER"``, another error status,
@@ -135,8 +140,49 @@ class KalshiRestClient:
             AuthenticationFailed, RateLimited, DecodeError: as for :meth:`get_market`.
         """
         path = f"/events/{_quote(event_ticker)}"
-        body = await self._get(path, ticker=event_ticker, what="event")
-        return self._decode(body, RestEventResponse, event_ticker).event
+        params: Params = {"with_nested_markets": "true"} if with_nested_markets else {}
+        body = await self._get(path, ticker=event_ticker, params=params, what="event")
+        return self._decode(body, RestEventResponse, event_ticker).full_event()
+
+    async def get_events(
+        self,
+        *,
+        series_ticker: str,
+        status: str | None = "open",
+        with_nested_markets: bool = True,
+        limit: int = MAX_EVENTS_LIMIT,
+        max_pages: int = 100,
+    ) -> list[RestEvent]:
+        """``GET /events?series_ticker=...``: the events of a series, following ``cursor``.
+
+        Args:
+            series_ticker: the series.
+            status: ``unopened``, ``open``, ``closed``, ``settled``, or None for all.
+            with_nested_markets: ask for each event's markets (in :attr:`RestEvent.markets`).
+            limit: events per page, 1–200.
+            max_pages: stop after this many pages even if Kalshi has more (logged).
+
+        Raises:
+            ValueError: ``limit`` or ``max_pages`` is out of range.
+            Same as :meth:`get_market` otherwise.
+        """
+        if not 1 <= limit <= MAX_EVENTS_LIMIT or max_pages < 1:
+            raise ValueError(f"limit must be 1–{MAX_EVENTS_LIMIT} and max_pages at least 1")
+        params: Params = {"series_ticker": series_ticker, "limit": limit}
+        if status:
+            params["status"] = status
+        if with_nested_markets:
+            params["with_nested_markets"] = "true"
+        events: list[RestEvent] = []
+        for _ in range(max_pages):
+            body = await self._get("/events", ticker=series_ticker, params=params, what="series")
+            page = self._decode(body, RestEventsResponse, series_ticker)
+            events.extend(page.events)
+            if not page.cursor:
+                return events
+            params["cursor"] = page.cursor
+        logger.info("stopped after %d pages of events of %s", max_pages, series_ticker)
+        return events
 
     async def get_series(self, series_ticker: str) -> RestSeries:
         """``GET /series/{series_ticker}``: the series, with its ``fee_type`` and

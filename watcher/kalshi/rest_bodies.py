@@ -16,6 +16,7 @@ from watcher.kalshi.payloads import KalshiStruct, Side
 __all__ = [
     "RestEvent",
     "RestEventResponse",
+    "RestEventsResponse",
     "RestMarket",
     "RestMarketResponse",
     "RestOrderbook",
@@ -52,6 +53,9 @@ class RestMarket(KalshiStruct, kw_only=True, frozen=True):
     yes_ask_size_fp: Decimal | None = None
     settlement_value_dollars: Decimal | None = None
     can_close_early: bool | None = None
+    strike_type: str | None = None
+    floor_strike: Decimal | None = None
+    cap_strike: Decimal | None = None
 
 
 class RestMarketResponse(KalshiStruct, kw_only=True, frozen=True):
@@ -93,13 +97,29 @@ class RestEvent(KalshiStruct, kw_only=True, frozen=True):
     category: str | None = None
     mutually_exclusive: bool | None = None
     collateral_return_type: str | None = None
+    #: Filled with ``with_nested_markets=true`` (and by the client from beside the event).
+    markets: list[RestMarket] = []  # noqa: RUF012 (msgspec copies a Struct's defaults)
 
 
 class RestEventResponse(KalshiStruct, kw_only=True, frozen=True):
-    """``GET /events/{event_ticker}`` without nested markets: the markets sit beside the event."""
+    """``GET /events/{event_ticker}``: the markets inside the event (``with_nested_markets``)
+    or beside it (without; deprecated by Kalshi but still sent)."""
 
     event: RestEvent
     markets: list[RestMarket] = []  # noqa: RUF012 (msgspec copies a Struct's defaults)
+
+    def full_event(self) -> RestEvent:
+        """The event with its markets, wherever they came."""
+        if self.event.markets or not self.markets:
+            return self.event
+        return msgspec.structs.replace(self.event, markets=self.markets)
+
+
+class RestEventsResponse(KalshiStruct, kw_only=True, frozen=True):
+    """One page of ``GET /events``; ``cursor`` is empty on the last page."""
+
+    events: list[RestEvent] = []  # noqa: RUF012 (msgspec copies a Struct's defaults)
+    cursor: str | None = None
 
 
 class RestSeries(KalshiStruct, kw_only=True, frozen=True):

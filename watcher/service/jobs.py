@@ -131,6 +131,7 @@ class Jobs:
         clock_interval: seconds between rules-clock ticks.
         clock: Unix time in seconds.
         monotonic: monotonic seconds (same clock as ``last_data_at``).
+        refresh_watch: re-expands the watched events and series (with the metadata refresh).
     """
 
     def __init__(
@@ -150,7 +151,9 @@ class Jobs:
         clock_interval: float = CLOCK_INTERVAL,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        refresh_watch: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        self.refresh_watch = refresh_watch
         self.host, self.store, self.poller, self.mode = host, store, poller, mode
         self.last_data_at = last_data_at
         self.maintain, self.retention_days = maintain, retention_days
@@ -237,6 +240,12 @@ class Jobs:
         """One REST round over the watched markets (metadata, or the keyless feed)."""
         await self.poller.poll()
 
+    async def refresh_metadata(self) -> None:
+        """The metadata refresh: the watched markets, then the watched events' expansion."""
+        await self.poller.poll()
+        if self.refresh_watch is not None:
+            await self.refresh_watch()
+
     async def check_feed(self) -> None:
         """Alert when the feed goes stale or recovers; record feed health for ``status``."""
         now, now_ms = self.monotonic(), self._now_ms()
@@ -295,7 +304,7 @@ class Jobs:
         if self.poller.is_feed:
             self._every("keyless-poll", self.poll_markets, self.poll_interval, first=now)
         else:
-            self._every("metadata-refresh", self.poll_markets, self.refresh_interval, first=now)
+            self._every("metadata-refresh", self.refresh_metadata, self.refresh_interval, first=now)
         check = min(FEED_CHECK_INTERVAL, self.stale_after / 2)
         self._every("feed-health", self.check_feed, check, first=now)
         if self.digest_at is not None:

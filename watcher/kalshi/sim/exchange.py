@@ -33,6 +33,7 @@ from websockets.http11 import Request, Response
 from watcher.kalshi.auth import PublicKey, redacting_logger
 from watcher.kalshi.fixed import parse_micros
 from watcher.kalshi.sim.connections import Connections
+from watcher.kalshi.sim.events import EventBook, SimEvent
 from watcher.kalshi.sim.http import MAX_CLOCK_SKEW_MS, HttpFront
 from watcher.kalshi.sim.market import (
     MarketUpdate,
@@ -87,6 +88,9 @@ class SimulatedExchange:
         markets: initial state of some markets; others are created on demand.
         fee_multipliers: series ticker → the ``fee_multiplier`` of ``GET /series/{ticker}``
             (1 otherwise). :attr:`series` changes them, and scripts failing lookups, later.
+        events: the configured events of ``GET /events`` (default: a mutually exclusive event
+            and a threshold ladder, :mod:`watcher.kalshi.sim.events`); :attr:`events` adds more.
+        events_page_size: events per page of ``GET /events``.
     """
 
     def __init__(
@@ -100,13 +104,17 @@ class SimulatedExchange:
         seed: int | None = None,
         markets: Mapping[str, SimMarketSpec] | None = None,
         fee_multipliers: Mapping[str, Decimal | str] | None = None,
+        events: list[SimEvent] | None = None,
+        events_page_size: int = 200,
     ) -> None:
         self.stats = SimStats()
         self.series = SeriesBook(fee_multipliers)
+        self.events = EventBook(events, page_size=events_page_size)
         self._host, self._port = host, port
         self._tick_interval = tick_interval
         self._trade_probability = trade_probability
         self._state = ExchangeState(stats=self.stats, seed=seed, specs=markets)
+        self._state.spec_for = self.events.spec
         self._connections = Connections(self._state)
         self._sessions = self._connections.sessions  # the same list (soak/faults.py reads it)
         self._http = HttpFront(
@@ -115,6 +123,7 @@ class SimulatedExchange:
             market=self.market,
             every=lambda: list(self._state.markets.values()),
             series=self.series,
+            events=self.events,
         )
         self._server: Server | None = None
         self._clock: asyncio.Task[None] | None = None

@@ -21,6 +21,7 @@ from websockets.datastructures import Headers, MultipleValuesError
 from websockets.http11 import Request, Response
 
 from watcher.kalshi.auth import PublicKey, verify_signature
+from watcher.kalshi.sim.events import EventBook
 from watcher.kalshi.sim.market import SimMarket
 from watcher.kalshi.sim.rest import route_rest
 from watcher.kalshi.sim.series import SeriesBook
@@ -53,6 +54,7 @@ class HttpFront:
         market: Callable[[str], SimMarket],
         every: Callable[[], Iterable[SimMarket]],
         series: SeriesBook | None = None,
+        events: EventBook | None = None,
     ) -> None:
         self.public_keys = dict(public_keys) if public_keys is not None else None
         self.stats = stats
@@ -61,6 +63,7 @@ class HttpFront:
         self._market = market
         self._every = every
         self.series = series or SeriesBook()
+        self.events = events
 
     def __repr__(self) -> str:
         keys = "unsigned" if self.public_keys is None else f"{len(self.public_keys)} keys"
@@ -104,6 +107,7 @@ class HttpFront:
             every=self._every,
             now_ms=now_ms(),
             series=self.series,
+            events=self.events,
         )
         return json_response(status, body)
 

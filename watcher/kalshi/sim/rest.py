@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
+from watcher.kalshi.sim.events import EventBook
 from watcher.kalshi.sim.market import SimMarket
 from watcher.kalshi.sim.series import SeriesBook, rest_event
 
@@ -24,6 +25,7 @@ def route_rest(
     every: Callable[[], Iterable[SimMarket]],
     now_ms: int,
     series: SeriesBook | None = None,
+    events: EventBook | None = None,
 ) -> tuple[int, Any]:
     """Answer one REST GET as Kalshi does; returns ``(HTTP status, JSON body)``.
 
@@ -33,7 +35,7 @@ def route_rest(
         market: returns the market for a ticker, creating it on demand.
         every: returns every market the simulator knows.
         now_ms: the simulator's clock.
-        series: the series' fee settings (defaults: every series at multiplier 1).
+        series, events: the series' fees (default: multiplier 1) and the configured events.
     """
     parts = [unquote(part) for part in path.strip("/").split("/")]
     try:
@@ -44,16 +46,33 @@ def route_rest(
             if found.unknown:
                 return 404, _error("not_found", f"market not found: {parts[1]}")
             if len(parts) == 2:
-                return 200, {"market": found.rest_market(now_ms)}
+                strikes = events.strike_fields(found.ticker) if events else {}
+                return 200, {"market": found.rest_market(now_ms) | strikes}
             if parts[2] == "orderbook":
                 return 200, found.rest_orderbook(_int(query, "depth", 0))
-        if len(parts) == 2 and parts[0] == "events" and parts[1]:
-            return rest_event(parts[1], every(), now_ms)
+        if parts[0] == "events" and len(parts) <= 2:
+            return _events(parts[1:], query, market, every, now_ms, events)
         if len(parts) == 2 and parts[0] == "series" and parts[1]:
             return (series or SeriesBook()).rest_series(parts[1], every())
     except ValueError as exc:
         return 400, _error("bad_request", str(exc))
     return 404, _error("not_found", f"no such endpoint: {path}")
+
+
+def _events(
+    rest: list[str],
+    query: Mapping[str, list[str]],
+    market: Callable[[str], SimMarket],
+    every: Callable[[], Iterable[SimMarket]],
+    now_ms: int,
+    events: EventBook | None,
+) -> tuple[int, Any]:
+    """``GET /events`` (``rest`` empty) or ``GET /events/{ticker}``."""
+    if not rest:
+        return (events or EventBook([])).rest_events(query, market, now_ms)
+    if events is None:
+        return rest_event(rest[0], every(), now_ms)
+    return events.rest_event(rest[0], query, market, every(), now_ms)
 
 
 def _trades(

@@ -36,6 +36,8 @@ class ExchangeState:
         self.stats = stats
         self.rng = random.Random(seed)
         self.specs = dict(specs or {})
+        #: Specs of markets made on demand that ``specs`` does not name (configured events).
+        self.spec_for: Callable[[str], SimMarketSpec | None] | None = None
         self.markets: dict[str, SimMarket] = {}
         self._by_id: dict[str, str] = {}
         self._sids = itertools.count(1)
@@ -53,7 +55,10 @@ class ExchangeState:
         """The live state of a market, created on demand."""
         market = self.markets.get(ticker)
         if market is None:
-            market = SimMarket(ticker, self.specs.get(ticker), self.rng, now_ms())
+            spec = self.specs.get(ticker)
+            if spec is None and self.spec_for is not None:
+                spec = self.spec_for(ticker)
+            market = SimMarket(ticker, spec, self.rng, now_ms())
             self.markets[ticker] = market
             self._by_id[market.market_id] = ticker
         return market

@@ -1,0 +1,62 @@
+"""Kalshi events as the service reasons about them: which markets belong together.
+
+An event groups markets (design.md §13, kalshi-protocol.md §14). ``mutually_exclusive`` means
+at most one of its markets can resolve YES — not that exactly one will — so an all-NO basket of
+N markets pays at least $(N − 1), while an all-YES basket is riskless only when the event is
+also exhaustive (a rule has to say so). Threshold markets of one quantity carry ``strike_type``
+(``greater``, ``less``, ``between``, …) with ``floor_strike`` / ``cap_strike``.
+
+Pure values: built from REST by the service, stored by the store, read by the rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+__all__ = ["EventInfo", "EventMarket"]
+
+
+@dataclass(frozen=True, slots=True)
+class EventMarket:
+    """One market of an event, with what the ladder rule needs of it.
+
+    Attributes:
+        ticker: the market ticker.
+        strike_type: Kalshi's ``strike_type`` (``greater``, ``less``, ``between``, ``custom``…).
+        floor_strike: the lower strike, exact, or None.
+        cap_strike: the upper strike, exact, or None.
+        close_time_ms: the market's close time in Unix milliseconds, or None.
+        status: Kalshi's market status (``active``, ``closed``, …), or None.
+    """
+
+    ticker: str
+    strike_type: str | None = None
+    floor_strike: Decimal | None = None
+    cap_strike: Decimal | None = None
+    close_time_ms: int | None = None
+    status: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventInfo:
+    """One Kalshi event and its markets, as last expanded over REST.
+
+    Attributes:
+        event_ticker: the event ticker.
+        series_ticker: its series, or None.
+        title: the event's title, or None.
+        mutually_exclusive: at most one market can resolve YES.
+        markets: the event's markets, in Kalshi's order.
+    """
+
+    event_ticker: str
+    series_ticker: str | None
+    title: str | None
+    mutually_exclusive: bool
+    markets: tuple[EventMarket, ...]
+
+    @property
+    def tickers(self) -> tuple[str, ...]:
+        """The tickers of the event's markets."""
+        return tuple(market.ticker for market in self.markets)

@@ -1,0 +1,195 @@
+"""Watched events and series (rules.yaml ``watch``, issue 14): their expansion into markets.
+
+At start, on every metadata refresh and when a rules.yaml reload changes ``watch``, the
+:class:`Watchlist` asks Kalshi's REST for each watched event (``GET /events/{t}`` with nested
+markets) and each watched series' open events (``GET /events``, every page), gives the events
+to the decision step (``Session.events``) and makes their open markets watch-only markets of
+the pipeline (market state, rules; no position). The feed's ``ticker`` and ``trade``
+subscriptions follow on the same connection with ``update_subscription``
+(:func:`~watcher.service.subscriptions.resubscribe`), never by reconnecting.
+
+An event or series that cannot be read keeps what the last expansion found (logged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Protocol
+
+from watcher.domain.event import EventInfo, EventMarket
+from watcher.domain.positions import Portfolio
+from watcher.kalshi.client import KalshiWebSocketClient
+from watcher.kalshi.errors import KalshiError
+from watcher.kalshi.rest_bodies import RestEvent, RestMarket
+from watcher.rules.model import RulesConfig, Watch
+from watcher.rules.session import Session
+from watcher.service.subscriptions import resubscribe, subscribe_watched
+
+__all__ = ["EventSource", "Watchlist", "event_info", "open_tickers"]
+
+logger = logging.getLogger("watcher.watchlist")
+
+#: Market statuses that still trade (REST's words, old and new).
+_OPEN = frozenset({"active", "open", "initialized", "unopened"})
+
+
+class EventSource(Protocol):
+    """What the expansion needs of :class:`~watcher.kalshi.rest.KalshiRestClient`."""
+
+    async def get_event(
+        self, event_ticker: str, *, with_nested_markets: bool = True
+    ) -> RestEvent: ...
+
+    async def get_events(
+        self, *, series_ticker: str, status: str | None = "open", with_nested_markets: bool = True
+    ) -> list[RestEvent]: ...
+
+
+class WatchHost(Protocol):
+    """What the watchlist drives: the pipeline."""
+
+    @property
+    def rules(self) -> RulesConfig: ...
+
+    @property
+    def watched(self) -> frozenset[str]: ...
+
+    @property
+    def portfolio(self) -> Portfolio: ...
+
+    session: Session
+
+    def set_watch_only(self, tickers: frozenset[str]) -> None: ...
+
+
+def event_info(event: RestEvent) -> EventInfo:
+    """The service's view of a REST event (markets in Kalshi's order)."""
+    return EventInfo(
+        event_ticker=event.event_ticker,
+        series_ticker=event.series_ticker or None,
+        title=event.title,
+        mutually_exclusive=bool(event.mutually_exclusive),
+        markets=tuple(_event_market(market) for market in event.markets),
+    )
+
+
+def open_tickers(events: dict[str, EventInfo]) -> frozenset[str]:
+    """The tickers of the events' markets that still trade (an unknown status counts)."""
+    return frozenset(
+        market.ticker
+        for info in events.values()
+        for market in info.markets
+        if market.status is None or market.status in _OPEN
+    )
+
+
+class Watchlist:
+    """Expands ``watch`` and moves the watch-only markets and their subscriptions.
+
+    Args:
+        rest: the REST client.
+        host: the pipeline (rules in force, watched markets, the decision session).
+        client: the WebSocket client whose subscriptions follow; None in keyless mode.
+        on_events: called with the events after each expansion (e.g. to store them).
+    """
+
+    def __init__(
+        self,
+        rest: EventSource,
+        host: WatchHost,
+        client: KalshiWebSocketClient | None,
+        on_events: Callable[[list[EventInfo]], Awaitable[None]] | None = None,
+    ) -> None:
+        self.rest, self.host, self.client, self.on_events = rest, host, client, on_events
+        self.events: dict[str, EventInfo] = {}
+        self._watch: Watch | None = None
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        return f"<Watchlist events={len(self.events)} markets={len(open_tickers(self.events))}>"
+
+    async def start(self) -> None:
+        """The first subscriptions (positions, lifecycle), then the first expansion."""
+        if self.client is not None:
+            subscribe_watched(self.client, self.host.portfolio)
+        await self.refresh()
+
+    async def refresh(self) -> None:
+        """Expand the ``watch`` in force now and move markets and subscriptions to match."""
+        async with self._lock:
+            watch = self.host.rules.watch
+            if not watch and not self.events:
+                self._watch = watch
+                return
+            events = await self._expand(watch)
+            self._watch = watch
+            old = set(self.host.watched)
+            self.events = events
+            self.host.session.events = dict(events)
+            self.host.set_watch_only(open_tickers(events))
+            new = set(self.host.watched)
+            if self.client is not None and new != old:
+                await resubscribe(self.client, old, new)
+            if new != old:
+                logger.info("watched events: +%s -%s", sorted(new - old), sorted(old - new))
+            if self.on_events is not None and events:
+                await self.on_events(list(events.values()))
+
+    def rules_changed(self, rules: RulesConfig) -> None:
+        """Re-expand soon when a reload changed ``watch``."""
+        if self._watch is None or rules.watch == self._watch:
+            return
+        task = asyncio.get_running_loop().create_task(self._guarded(), name="watch-refresh")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guarded(self) -> None:
+        try:
+            await self.refresh()
+        except Exception:
+            logger.exception("expanding the watched events failed")
+
+    async def _expand(self, watch: Watch) -> dict[str, EventInfo]:
+        found: dict[str, EventInfo] = {}
+        for ticker in watch.events:
+            try:
+                found[ticker] = event_info(await self.rest.get_event(ticker))
+            except KalshiError as exc:
+                logger.warning("cannot read watched event %s: %s", ticker, exc)
+                if ticker in self.events:
+                    found[ticker] = self.events[ticker]
+        for series in watch.series:
+            try:
+                events = await self.rest.get_events(series_ticker=series, status="open")
+            except KalshiError as exc:
+                logger.warning("cannot read the events of watched series %s: %s", series, exc)
+                kept = (i for i in self.events.values() if i.series_ticker == series)
+                found.update((info.event_ticker, info) for info in kept)
+                continue
+            for event in events:
+                found.setdefault(event.event_ticker, event_info(event))
+        return found
+
+
+def _event_market(market: RestMarket) -> EventMarket:
+    return EventMarket(
+        ticker=market.ticker,
+        strike_type=market.strike_type or None,
+        floor_strike=market.floor_strike,
+        cap_strike=market.cap_strike,
+        close_time_ms=_ms(market.close_time),
+        status=market.status or None,
+    )
+
+
+def _ms(text: str | None) -> int | None:
+    if not text:
+        return None
+    try:
+        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        return None
