@@ -12,8 +12,11 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "watcher"
 STORE = PACKAGE / "store"
+#: A statement's first word (a common table expression as ``WITH name AS (``, so that prose
+#: such as "with fees" is not taken for SQL).
 SQL_START = re.compile(
-    r"\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|PRAGMA|BEGIN|COMMIT|ROLLBACK|WITH|ALTER)\b",
+    r"\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|PRAGMA|BEGIN|COMMIT|ROLLBACK|ALTER)\b"
+    r"|\s*WITH\s+(RECURSIVE\s+)?\w+\s+AS\s*\(",
     re.IGNORECASE,
 )
 EXECUTE = {"execute", "executemany", "executescript"}

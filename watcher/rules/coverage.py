@@ -6,6 +6,7 @@ The service logs them at start and after every reload; ``watcher check`` prints 
 from __future__ import annotations
 
 from watcher.domain.positions import Portfolio
+from watcher.rules.kinds import EventRule
 from watcher.rules.model import RulesConfig
 
 __all__ = ["unmatched_rules"]
@@ -14,17 +15,24 @@ __all__ = ["unmatched_rules"]
 def unmatched_rules(config: RulesConfig, portfolio: Portfolio) -> list[str]:
     """Warnings for enabled rules that apply to no market, located where the rule is written.
 
-    A rule without ``markets`` needs a watched position; a rule with ``markets`` needs a glob
-    that matches a watched position's ticker (tickers written out in full always count: the
-    app subscribes to them).
+    A rule about events (``event_arbitrage``, ``ladder``) needs a ``watch:`` section. Another
+    rule without ``markets`` needs a watched position or watched events; a rule with
+    ``markets`` needs a glob that matches a watched position's ticker (tickers written out in
+    full always count: the app subscribes to them; so do watched events' markets, unknown
+    until expanded).
     """
     watched = portfolio.tickers()
     known = [*watched, *config.literal_tickers()]
+    has_events = bool(config.watch.events or config.watch.series)
     warnings: list[str] = []
     for rule in config.rules:
-        if not rule.enabled:
+        if not rule.enabled or (
+            has_events and (rule.markets is None or isinstance(rule, EventRule))
+        ):
             continue
-        if rule.markets is None:
+        if isinstance(rule, EventRule):
+            why = "no event or series is watched: add them under watch:"
+        elif rule.markets is None:
             if watched:
                 continue
             why = "no position is watched"
