@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import FIXTURES
 from watcher.cli import main
+from watcher.domain.event import EventInfo, EventMarket
 from watcher.kalshi.messages import Ticker, TickerMsg, decode_message
 from watcher.notify.outbox import Outbox
 from watcher.store import MarketRow, StoreWriter, open_backend
@@ -33,7 +34,13 @@ ORDER = {
     "alert_deliveries": "alert_id, target",
     "rule_state": "rule, scope",
     "service_state": "key",
+    "events": "event_ticker",
 }
+#: The stored event expansion of the history.
+EVENT = EventInfo(
+    "KXTEST-26JAN", "KXTEST", "Test", True,
+    (EventMarket(MARKET, "greater", Decimal("50.25"), None, NOW, "active"), EventMarket("B")),
+)  # fmt: skip
 DETERMINED = (
     '{"type": "market_lifecycle_v2", "sid": 13, "seq": 9, "msg": {"market_ticker": "KXA",'
     ' "event_type": "determined", "result": "yes", "settlement_value": "1.0000",'
@@ -69,6 +76,7 @@ async def write_history(db: Path, ticks: int = 300) -> None:
         await writer.put(decode_message(DETERMINED), NOW)
         await writer.write_market(MarketRow(MARKET, title="Test", status="open", updated_ms=NOW))
         await writer.set_service_state("feed", '{"connected": true}', updated_ms=NOW)
+        await writer.write_events([EVENT])
     with Outbox(db) as box:
         box.record(
             [
@@ -169,6 +177,15 @@ def test_copy_moves_every_table_with_identical_rows(history, target):
     assert pg_rows_where(target, "price_e6, price_dollars", "paper_fills", "id = 2") == [
         (453_333, "0.4533333")
     ]
+    assert asyncio.run(stored_events(target)) == [EVENT]
+
+
+async def stored_events(location: str) -> list[EventInfo]:
+    reader = await open_backend(location).read_model()
+    try:
+        return await reader.events()
+    finally:
+        await reader.close()
 
 
 def pg_rows_where(dsn: str, columns: str, table: str, where: str) -> list[tuple[Any, ...]]:

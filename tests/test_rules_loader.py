@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = [ROOT / "rules" / "rules.yaml", *sorted((ROOT / "rules" / "examples").glob("*.yaml"))]
 TYPES = (
     "spread, move_from_entry, pnl, price_cross, velocity, trade_size, closing_soon, settled, stale"
+    ", volume_spike, event_arbitrage, ladder"
 )
 SPREAD_KEYS = (
     "name, type, markets, notify, cooldown, severity, price, message, enabled, expires, action, "
@@ -73,6 +74,9 @@ def test_the_design_example_loads_with_every_rule_type_and_setting():
           - {name: closing soon, type: closing_soon, before: 2h}
           - {name: settled, type: settled}
           - {name: feed stale, type: stale, after: 5m}
+          - {name: volume spike, type: volume_spike, factor: 5, within: 5m, baseline: 1h}
+          - {name: basket, type: event_arbitrage, min_edge_cents: 2, events: ["KXWIN-*"]}
+          - {name: ladder, type: ladder, min_edge_cents: 1}
         """,
         WATCHER_TELEGRAM_URL="tgram://bot/chat",
     )
@@ -278,7 +282,7 @@ def test_secrets_never_appear_in_errors_or_reprs():
         pytest.param(
             "version: 1\nrule: []\n",
             "rules.yaml:2:1: unknown key 'rule' at the top level; expected one of: version, "
-            "timezone, notify, defaults, quiet_hours, fees, rules",
+            "timezone, notify, defaults, quiet_hours, fees, watch, rules",
             id="unknown-top-level-key",
         ),
         pytest.param(
@@ -376,13 +380,13 @@ def test_secrets_never_appear_in_errors_or_reprs():
         pytest.param(
             "- a\n- b\n",
             "rules.yaml:1:1: expected a mapping with keys such as version, timezone, notify, "
-            "defaults, quiet_hours, fees, rules, but got a list",
+            "defaults, quiet_hours, fees, watch, rules, but got a list",
             id="top-level-list",
         ),
         pytest.param(
             "",
             "rules.yaml:1:1: expected a mapping with keys such as version, timezone, notify, "
-            "defaults, quiet_hours, fees, rules, but got an empty file",
+            "defaults, quiet_hours, fees, watch, rules, but got an empty file",
             id="empty-file",
         ),
         pytest.param(
@@ -395,6 +399,34 @@ def test_secrets_never_appear_in_errors_or_reprs():
             "rules.yaml:1:10: cannot read value: could not determine a constructor for the tag "
             "'tag:yaml.org,2002:python/object:os.system'",
             id="unsafe-tag",
+        ),
+        pytest.param(
+            "rules:\n  - {name: a, type: event_arbitrage}\n",
+            "rules.yaml:2:5: missing key 'min_edge_cents' in a event_arbitrage rule",
+            id="event-rule-without-edge",
+        ),
+        pytest.param(
+            "rules:\n  - {name: a, type: ladder, min_edge_cents: 0}\n",
+            "rules.yaml:2:45: min_edge_cents: expected a number of cents more than 0 "
+            "and at most 100, but got 0",
+            id="event-rule-zero-edge",
+        ),
+        pytest.param(
+            "rules:\n  - {name: a, type: event_arbitrage, min_edge_cents: 1, markets: [KX*]}\n",
+            "rules.yaml:2:66: markets: an event rule selects events with `events`, not `markets`",
+            id="event-rule-with-markets",
+        ),
+        pytest.param(
+            "rules:\n  - {name: a, type: event_arbitrage, min_edge_cents: 1, exhaustive: maybe}\n",
+            "rules.yaml:2:69: exhaustive: expected true or false, but got 'maybe'",
+            id="event-rule-bad-exhaustive",
+        ),
+        pytest.param(
+            "rules:\n  - {name: a, type: ladder, min_edge_cents: 1, exhaustive: true}\n",
+            "rules.yaml:2:48: unknown key 'exhaustive' in a ladder rule; expected one of: "
+            "name, type, markets, notify, cooldown, severity, price, message, enabled, expires, "
+            "action, events, min_edge_cents, rearm_cents",
+            id="ladder-is-not-exhaustive",
         ),
     ],
 )

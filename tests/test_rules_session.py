@@ -212,7 +212,13 @@ def test_frames_become_events_with_micro_prices_and_the_frames_own_time() -> Non
     ticker = frame("ticker.json")
     assert isinstance(ticker, m.Ticker)
     assert tick_event(ticker, 1) == TickEvent(
-        "FED-23DEC-T3.00", 1669149841000, 450_000, 530_000, 480_000
+        "FED-23DEC-T3.00",
+        1669149841000,
+        450_000,
+        530_000,
+        480_000,
+        volume=33_896_000_000,  # cumulative contracts × 1,000,000 (volume_spike)
+        open_interest=20_422_000_000,
     )
     trade = frame("trade.json")
     assert isinstance(trade, m.Trade)

@@ -234,13 +234,40 @@ def test_a_version_1_database_migrates_to_paper_fills_keeping_its_rows(db):
     raw.execute("PRAGMA user_version = 1")
     raw.execute("INSERT INTO service_state VALUES ('k', 'v', 1)")
     raw.close()
-    with pytest.raises(StorageError, match="schema version 1, older than 2"):
+    with pytest.raises(StorageError, match="schema version 1, older than 3"):
         open_database(db, readonly=True)
     conn = open_database(db)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-        assert {"paper_fills", "paper_fills_ticker_ts"} <= names
+        assert {"paper_fills", "paper_fills_ticker_ts", "events"} <= names
+        assert conn.execute("SELECT value FROM service_state").fetchall() == [("v",)]
+    finally:
+        conn.close()
+
+
+def test_a_version_2_database_migrates_to_events_keeping_its_rows(db):
+    """A schema-2 file (paper fills, no events) gains ``events`` on open, its rows kept; a
+    read-only opener refuses it until then."""
+    db.parent.mkdir()
+    raw = sqlite3.connect(db, isolation_level=None)
+    for _, script in MIGRATIONS[:2]:
+        for statement in split_statements(script):
+            raw.execute(statement)
+    raw.execute("PRAGMA user_version = 2")
+    raw.execute("INSERT INTO service_state VALUES ('k', 'v', 1)")
+    raw.close()
+    with pytest.raises(StorageError, match="schema version 2, older than 3"):
+        open_database(db, readonly=True)
+    conn = open_database(db)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        conn.execute("INSERT INTO events VALUES ('KXE', '{}', 1)")
+        conn.execute(
+            "INSERT INTO events VALUES ('KXE', '{\"a\":1}', 2) ON CONFLICT (event_ticker)"
+            " DO UPDATE SET info = excluded.info, updated_ms = excluded.updated_ms"
+        )
+        assert conn.execute("SELECT * FROM events").fetchall() == [("KXE", '{"a":1}', 2)]
         assert conn.execute("SELECT value FROM service_state").fetchall() == [("v",)]
     finally:
         conn.close()

@@ -210,6 +210,26 @@ async def test_markets_upsert_keeps_stored_fields(ports: Ports) -> None:
     assert await ports.reader.get_market("KXNONE") is None
 
 
+async def test_events_are_upserted_and_read_back_exactly(ports: Ports) -> None:
+    """write_events upserts one row per event ticker; events() reads them back exactly, strikes
+    as the exact decimals written, by event ticker."""
+    from watcher.domain.event import EventInfo, EventMarket
+
+    ladder = EventInfo(
+        "KXRAIN-26", "KXRAIN", "Rain", False,
+        (
+            EventMarket("KXRAIN-26-T1", "greater", Decimal("1.25"), None, NOW, "active"),
+            EventMarket("KXRAIN-26-T2", "between", Decimal("0.1000000001"), Decimal(2)),
+        ),
+    )  # fmt: skip
+    old = EventInfo("KXELECT-26", None, None, True, (EventMarket("KXELECT-26-A"),))
+    new = EventInfo("KXELECT-26", "KXELECT", "Who", True, (*old.markets, EventMarket("B")))
+    await ports.sink.write_events([old, ladder])
+    await ports.sink.write_events([new])
+    await ports.sink.flush()
+    assert await ports.reader.events() == [new, ladder]
+
+
 async def test_service_state_is_read_back(ports: Ports) -> None:
     """set_service_state values are what service_state returns."""
     await ports.sink.set_service_state("feed.status", "connected", updated_ms=NOW)

@@ -198,11 +198,43 @@ async def test_a_version_1_database_migrates_to_paper_fills(postgres_server: str
         finally:
             await fills.close()
         versions = await fetch(target, "SELECT version FROM watcher_schema ORDER BY version")
-        assert [row[0] for row in versions] == [1, 2] and SCHEMA_VERSION == 2
+        assert [row[0] for row in versions] == [1, 2, 3] and SCHEMA_VERSION == 3
         assert [tuple(r) for r in await fetch(target, "SELECT key FROM service_state")] == [("k",)]
         stored = await fetch(target, "SELECT price_e6, price_dollars FROM paper_fills")
         assert [tuple(r) for r in stored] == [(123_457, "0.1234567")]
-        assert (await describe_database(target)).line.endswith("schema version 2 (current)")
+        assert (await describe_database(target)).line.endswith("schema version 3 (current)")
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_a_version_2_database_migrates_to_events(postgres_server: str) -> None:
+    """A database at schema 2 (paper fills, no events) gains ``events`` when opened, its rows
+    kept, and `watcher check` calls it current."""
+    from watcher.store.describe import describe_database
+
+    name = f"watcher_test_pg_v2_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(postgres_server)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        target = f"{postgres_server.rpartition('/')[0]}/{name}"
+        conn = await asyncpg.connect(target)
+        try:
+            for _, script in MIGRATIONS[:2]:
+                await conn.execute(script)
+            await conn.execute("INSERT INTO watcher_schema VALUES (1, 1), (2, 1)")
+            await conn.execute("INSERT INTO service_state VALUES ('k', 'v', 1)")
+        finally:
+            await conn.close()
+        assert (await describe_database(target)).version == 2
+        sink = open_backend(target).tick_sink()
+        await sink.start()
+        await sink.close()
+        versions = await fetch(target, "SELECT version FROM watcher_schema ORDER BY version")
+        assert [row[0] for row in versions] == [1, 2, 3] and SCHEMA_VERSION == 3
+        assert [tuple(r) for r in await fetch(target, "SELECT key FROM service_state")] == [("k",)]
+        assert await fetch(target, "SELECT * FROM events") == []
+        assert (await describe_database(target)).line.endswith("schema version 3 (current)")
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()

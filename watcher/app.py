@@ -43,7 +43,8 @@ from watcher.service.pipeline import Pipeline
 from watcher.service.process import collector_tuned, stop_on_signals
 from watcher.service.reload import ConfigWatcher
 from watcher.service.store_alarm import StoreAlarm, close_store
-from watcher.service.subscriptions import FEED_CHANNELS, resubscribe, subscribe_watched
+from watcher.service.subscriptions import FEED_CHANNELS, resubscribe
+from watcher.service.watchlist import Watchlist
 from watcher.service.writeback import SettlementWriter
 from watcher.settings import Settings
 from watcher.store import open_backend
@@ -102,6 +103,7 @@ class Service:
         self.writeback = self._make_writeback()
         self.pipeline = self._make_pipeline(portfolio, rules)
         self.poller = self._make_poller()
+        self.watchlist = Watchlist(self.rest, self.pipeline, self.client, self.store.write_events)
         self.jobs = self._make_jobs(clock_interval)
         self.config = self._make_config_watcher()
         self.metrics = self._make_metrics()
@@ -139,8 +141,9 @@ class Service:
             self.pipeline.closer = await stack.enter_async_context(self._open_desk())
             await self._serve_metrics(stack, server)
             feed = None
+            await self.watchlist.start()  # the positions' subscriptions, then the events'
+            await self.pipeline.seed_volume(self.backend)  # before the first live tick
             if self.client is not None:
-                subscribe_watched(self.client, self.pipeline.portfolio)
                 feed = asyncio.create_task(self.client.run(), name="feed")
             work = asyncio.create_task(self.pipeline.consume(self.queue), name="pipeline")
             stops = [asyncio.create_task(stop.wait(), name="stop")]
@@ -228,6 +231,7 @@ class Service:
             retention_days=s.retention_days,
             clock_interval=clock_interval,
             clock=self.clock,
+            refresh_watch=self.watchlist.refresh,
         )
 
     def _make_config_watcher(self) -> ConfigWatcher:
@@ -312,11 +316,12 @@ class Service:
     def _rules_changed(self, rules: RulesConfig) -> None:
         self.pipeline.set_rules(rules)
         self.jobs.rules_changed(rules)
+        self.watchlist.rules_changed(rules)
 
     async def _portfolio_changed(self, portfolio: Portfolio) -> None:
-        old = set(self.pipeline.portfolio.tickers())
-        new = set(portfolio.tickers())
+        old = set(self.pipeline.watched)  # positions and watched events' markets
         self.pipeline.set_portfolio(portfolio)
+        new = set(self.pipeline.watched)
         if self.client is not None:
             await resubscribe(self.client, old, new)
         if new != old:

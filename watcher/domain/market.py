@@ -9,15 +9,28 @@ A market's history keeps just enough ``(ts_ms, yes_bid, yes_ask, yes_last)`` poi
 longest ``velocity`` window (``history_ms``): the newest points within the window plus the
 last point before it, so "the price ``within`` ago" is always answerable once data has flowed
 that long.
+
+Markets a ``volume_spike`` rule covers also keep :class:`~watcher.domain.volume.VolumeSeries`
+of the volume or open interest the ticks carry (:meth:`Markets.set_volume_plan` says which);
+other markets keep none.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-__all__ = ["LIFECYCLE_STATUS", "MAX_HISTORY", "MarketState", "Markets", "PricePoint"]
+from watcher.domain.volume import VolumeKey, VolumeSeries
+
+__all__ = [
+    "LIFECYCLE_STATUS",
+    "MAX_HISTORY",
+    "MarketState",
+    "Markets",
+    "PricePoint",
+    "VolumePlan",
+]
 
 #: Hard cap on history points per market, whatever the window (a flood of ticks stays bounded).
 MAX_HISTORY = 20_000
@@ -30,6 +43,9 @@ LIFECYCLE_STATUS = {
     "determined": "determined",
     "settled": "finalized",
 }
+
+#: Which volume series a market keeps: ticker → the keys of the rules covering it.
+VolumePlan = Callable[[str], frozenset[VolumeKey]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +71,8 @@ class MarketState:
         title, status, close_time_ms, result: metadata from REST or the lifecycle channel.
         settlement_value_micros: the YES payout once determined (1_000_000 if YES won).
         history: recent price points, oldest first (see the module docstring).
+        volumes: the volume series by key, for markets a ``volume_spike`` rule covers (else
+            None).
     """
 
     ticker: str
@@ -70,6 +88,7 @@ class MarketState:
     result: str | None = None
     settlement_value_micros: int | None = None
     history: deque[PricePoint] = field(default_factory=lambda: deque(maxlen=MAX_HISTORY))
+    volumes: dict[VolumeKey, VolumeSeries] | None = None
 
     def price_at(self, ts_ms: int) -> PricePoint | None:
         """The newest point at or before ``ts_ms``; the oldest point if all are newer; None if
@@ -100,6 +119,7 @@ class Markets:
 
     def __init__(self, *, history_ms: int = 0) -> None:
         self.history_ms = history_ms
+        self.volume_plan: VolumePlan | None = None
         self._states: dict[str, MarketState] = {}
 
     # Public methods
@@ -142,10 +162,14 @@ class Markets:
         yes_bid: int | None,
         yes_ask: int | None,
         yes_last: int | None,
+        volume: int | None = None,
+        open_interest: int | None = None,
     ) -> MarketState:
         """Apply a ticker update. None leaves a price as it was.
 
         An update older than the newest one applied is ignored (ticker frames have no ``seq``).
+        ``volume`` and ``open_interest`` (cumulative, micro-units) feed the market's volume
+        series, if it keeps any.
         """
         state = self._state(ticker)
         if state.last_tick_ms is not None and ts_ms < state.last_tick_ms:
@@ -158,7 +182,25 @@ class Markets:
         if yes_last is not None:
             state.yes_last = yes_last
         self._record(state, ts_ms)
+        if state.volumes is not None:
+            _observe(state.volumes, ts_ms, volume, open_interest)
         return state
+
+    def set_volume_plan(self, plan: VolumePlan | None) -> None:
+        """Say which volume series each market keeps (None: none). Series whose key is still
+        planned are kept; others are dropped, new ones start empty."""
+        self.volume_plan = plan
+        for state in self._states.values():
+            state.volumes = _planned(plan, state.ticker, state.volumes)
+
+    def seed_volume(
+        self, ticker: str, ts_ms: int, volume: int | None, open_interest: int | None
+    ) -> None:
+        """Feed a stored tick to the market's volume series only (oldest first, before the
+        live ticks): the baseline survives a restart without touching prices or times."""
+        state = self._state(ticker)
+        if state.volumes is not None:
+            _observe(state.volumes, ts_ms, volume, open_interest)
 
     def apply_trade(
         self, ticker: str, ts_ms: int, yes_price: int, *, late: bool = False
@@ -227,6 +269,8 @@ class Markets:
         state = self._states.get(ticker)
         if state is None:
             state = self._states[ticker] = MarketState(ticker)
+            if self.volume_plan is not None:
+                state.volumes = _planned(self.volume_plan, ticker, None)
         return state
 
     def _record(self, state: MarketState, ts_ms: int) -> None:
@@ -242,3 +286,26 @@ class Markets:
         horizon = ts_ms - self.history_ms
         while len(history) >= 2 and history[1].ts_ms <= horizon:
             history.popleft()
+
+
+def _planned(
+    plan: VolumePlan | None, ticker: str, current: dict[VolumeKey, VolumeSeries] | None
+) -> dict[VolumeKey, VolumeSeries] | None:
+    """The series ``plan`` gives ``ticker``, reusing those of ``current`` (None when none)."""
+    keys = plan(ticker) if plan is not None else frozenset()
+    if not keys:
+        return None
+    old = current or {}
+    return {key: old.get(key) or VolumeSeries(key[1], key[2]) for key in keys}
+
+
+def _observe(
+    volumes: dict[VolumeKey, VolumeSeries],
+    ts_ms: int,
+    volume: int | None,
+    open_interest: int | None,
+) -> None:
+    for (name, _, _), series in volumes.items():
+        value = volume if name == "volume" else open_interest
+        if value is not None:
+            series.observe(ts_ms, value)

@@ -11,6 +11,7 @@ from watcher.kalshi.auth import KalshiSigner
 from watcher.notify import validate_targets
 from watcher.rules import RulesError, load_rules
 from watcher.rules.engine import unmatched_rules
+from watcher.rules.volume import VolumeSpikeRule, silent_note
 from watcher.settings import Settings
 from watcher.store.describe import describe_database
 
@@ -43,6 +44,8 @@ def run_checks(settings: Settings) -> tuple[list[str], list[str]]:
         if portfolio is not None:
             report += [f"warning: {w}" for w in unmatched_rules(rules, portfolio)]
         report += [f"warning: {w}" for w in rules.warnings]
+        spikes = [r for r in rules.rules if isinstance(r, VolumeSpikeRule) and r.enabled]
+        report += [silent_note(rule) for rule in spikes]
         target_problems = validate_targets(rules.notify)
         problems += [f"{settings.rules_path}: {p}" for p in target_problems]
         if rules.notify and not target_problems:

@@ -12,6 +12,10 @@ are taken as they were over the recording: an entry closed by a paper fill (CLOS
 ``closed_at`` time) is watched again until a moment after it was closed, so the rule that closed
 it fires in the replay as it did live (a partial close's CLOSED part, with ``parent_id``, is
 not: its contracts were part of the entry still open).
+
+The stored event expansions (``events``, written by the live service) are the session's
+events, and every market of them is replayed and watched beside the positions', so
+``event_arbitrage`` and ``ladder`` fire in a replay as they did live.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from watcher.domain.alert import Alert
+from watcher.domain.event import EventInfo
 from watcher.domain.positions import Portfolio, Position
 from watcher.kalshi.fixed import format_cents
 from watcher.ops.readout import time_text
@@ -89,24 +94,24 @@ async def replay(
     stats: ReplayStats | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> AsyncIterator[Alert]:
-    """Yield the alerts ``rules`` would have raised over the recorded data, in time order.
-
-    The events come from :meth:`ReadModel.replay_events` (their count: ``count_events``).
+    """Yield the alerts ``rules`` would have raised over the recorded data, in time order
+    (:meth:`ReadModel.replay_events`, counted by ``count_events``), with the stored events.
 
     Args:
         read_model: where the recorded events are read.
         rules: the rules to test.
         portfolio: the positions, as they were (:func:`as_it_was`).
         since_ms, until_ms: the time range (``until`` excluded); None is open.
-        markets: only these tickers (None: every watched position's market).
+        markets: only these tickers (None: the positions' and stored events' markets).
         stats: filled with counts as the replay runs.
         progress: called with the number of events handled since the last call.
     """
     portfolio, closings = as_it_was(portfolio, since_ms)
     stats = stats if stats is not None else ReplayStats()
-    stats.markets = tickers = replay_tickers(portfolio, markets)
+    infos = await read_model.events()
+    stats.markets = tickers = replay_tickers(portfolio, markets, infos)
     stored = {t: await read_model.get_market(t) for t in tickers}
-    run, done = _Replay(rules, portfolio, tickers, stored, closings), 0
+    run, done = _Replay(rules, portfolio, tickers, stored, closings, infos), 0
     events = read_model.replay_events(since_ms=since_ms, until_ms=until_ms, markets=tickers)
     async for ts, kind, row in events:
         stats.saw(ts, kind)
@@ -120,9 +125,13 @@ async def replay(
         progress(done % 1000)
 
 
-def replay_tickers(portfolio: Portfolio, markets: Collection[str] | None) -> list[str]:
-    """The markets a replay goes over: the watched positions' (only ``markets`` if given)."""
-    return [t for t in portfolio.tickers() if markets is None or t in markets]
+def replay_tickers(
+    portfolio: Portfolio, markets: Collection[str] | None, events: Collection[EventInfo] = ()
+) -> list[str]:
+    """The markets a replay goes over: the watched positions', then the stored events' (only
+    ``markets`` if given)."""
+    every = dict.fromkeys([*portfolio.tickers(), *(t for e in events for t in e.tickers)])
+    return [t for t in every if markets is None or t in markets]
 
 
 async def count_replay_events(
@@ -134,7 +143,8 @@ async def count_replay_events(
     markets: Collection[str] | None = None,
 ) -> int:
     """How many recorded events :func:`replay` will go through (for a progress bar)."""
-    tickers = replay_tickers(as_it_was(portfolio, since_ms)[0], markets)
+    infos = await read_model.events()
+    tickers = replay_tickers(as_it_was(portfolio, since_ms)[0], markets, infos)
     return await read_model.count_events(since_ms=since_ms, until_ms=until_ms, markets=tickers)
 
 
@@ -236,10 +246,12 @@ class _Replay:
         tickers: list[str],
         stored: dict[str, MarketRow | None],
         closings: list[Closing] | None = None,
+        events: Collection[EventInfo] = (),
     ) -> None:
         self.tickers = tickers
         self.stored = stored
-        self.session = Session(rules=rules, portfolio=portfolio)
+        by_ticker = {event.event_ticker: event for event in events}
+        self.session = Session(rules=rules, portfolio=portfolio, events=by_ticker)
         self.clock = RecordedClock()
         self.closings = list(closings or ())
 
@@ -296,7 +308,15 @@ def _closed_ms(position: Position) -> int | None:
 def _event(ts: int, kind: str, row: Any) -> Event:
     """A stored row (or lifecycle frame) as the domain event the live pipeline built."""
     if kind == "ticks":
-        return TickEvent(row.market_ticker, ts, row.yes_bid_e6, row.yes_ask_e6, row.price_e6)
+        return TickEvent(
+            row.market_ticker,
+            ts,
+            row.yes_bid_e6,
+            row.yes_ask_e6,
+            row.price_e6,
+            row.volume_e6,
+            row.open_interest_e6,
+        )
     if kind == "trades":
         return TradeEvent(
             row.market_ticker,

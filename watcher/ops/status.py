@@ -1,7 +1,8 @@
 """``watcher status``: every watched position with its latest stored quote, P&L, last alert and
 the feed health the service recorded; when paper positions were closed, a total line with the
 realized P&L (from trades.json's CLOSED entries, ``realized_pnl_dollars``) beside the
-unrealized P&L of the open ones.
+unrealized P&L of the open ones. After the positions, one line per stored event expansion
+(``event KXELECT-26 (4 markets, mutually exclusive)``).
 
 Reads through the store's :class:`~watcher.store.ports.ReadModel`, which never blocks the
 writer, so it works while the service runs.
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
+from watcher.domain.event import EventInfo
 from watcher.domain.positions import Portfolio, Position
 from watcher.kalshi.fixed import format_cents
 from watcher.ops.readout import ago_text, cents_text, time_text
@@ -25,6 +27,7 @@ __all__ = [
     "FeedHealth",
     "StatusRow",
     "StatusTable",
+    "event_line",
     "read_status",
     "realized_total",
     "render_status",
@@ -51,11 +54,13 @@ class StatusTable:
         rows: one per watched position, in file order.
         closed: how many CLOSED entries say what they realized.
         realized: the sum of their ``realized_pnl_dollars``, exact.
+        events: the stored event expansions (the watched events), by event ticker.
     """
 
     rows: list[StatusRow] = field(default_factory=list)
     closed: int = 0
     realized: Decimal = Decimal(0)
+    events: list[EventInfo] = field(default_factory=list)
 
     @property
     def unrealized(self) -> Decimal | None:
@@ -121,7 +126,7 @@ async def read_status(
         standby_heartbeat_ms=_int_or_none(state.get("standby.heartbeat_ms")),
     )
     closed, realized = realized_total(portfolio.positions)
-    return StatusTable(rows, closed, realized), health
+    return StatusTable(rows, closed, realized, await read_model.events()), health
 
 
 def realized_total(positions: tuple[Position, ...]) -> tuple[int, Decimal]:
@@ -171,10 +176,20 @@ def render_status(
     ]
     if not rows:
         lines.append("(no watched positions)")
+    lines += [event_line(event) for event in report.events]
     if report.closed:
         lines.append(_totals_line(report))
     lines.append(_feed_line(health, now_ms, tz))
     return lines
+
+
+def event_line(event: EventInfo) -> str:
+    """``event KXELECT-26 (4 markets, mutually exclusive)``: a watched event of ``status``."""
+    count = len(event.markets)
+    what = f"{count} market{'' if count == 1 else 's'}"
+    if event.mutually_exclusive:
+        what += ", mutually exclusive"
+    return f"event {event.event_ticker} ({what})"
 
 
 def _totals_line(table: StatusTable) -> str:

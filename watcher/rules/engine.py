@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from watcher.domain.alert import Alert, Severity
+from watcher.domain.event import EventInfo
 from watcher.domain.market import Markets, MarketState
 from watcher.domain.positions import Portfolio, Position, PriceBasis, Side
 from watcher.kalshi.fixed import DOLLAR, format_cents, to_micros
@@ -40,6 +41,7 @@ from watcher.rules.checks import (
     to_count,
 )
 from watcher.rules.coverage import unmatched_rules  # re-exported: `watcher check` imports it here
+from watcher.rules.event_checks import check_event_rules
 from watcher.rules.events import ClockEvent, Event, LifecycleEvent, TickEvent, TradeEvent
 from watcher.rules.model import (
     ClosingSoonRule,
@@ -53,6 +55,7 @@ from watcher.rules.model import (
 from watcher.rules.quiet import is_suppressed
 from watcher.rules.state import RuleState, step
 from watcher.rules.template import render
+from watcher.rules.volume import VolumeSpikeRule, check_spike
 from watcher.rules.wording import clock_text, contracts_text, span_text
 
 __all__ = [
@@ -98,6 +101,7 @@ def evaluate(
     event: Event,
     states: Mapping[StateKey, RuleState],
     now_ms: int,
+    events: Mapping[str, EventInfo] | None = None,
 ) -> Decision:
     """Evaluate the rules that ``event`` concerns.
 
@@ -108,6 +112,7 @@ def evaluate(
         event: what happened.
         states: persisted rule states by (rule name, scope); missing means new (armed).
         now_ms: the time now, Unix ms (cooldowns, quiet hours, expiry, clock rules).
+        events: the watched events; a tick of one of their markets runs the event rules.
 
     Returns:
         the alerts and the changed states.
@@ -115,6 +120,9 @@ def evaluate(
     run = _Run(config, portfolio, markets, states, now_ms)
     if isinstance(event, TickEvent):
         run.on_tick(event)
+        found = check_event_rules(config, markets, events or {}, event, states, now_ms)
+        run.alerts += found[0]
+        run.changed |= found[1]
     elif isinstance(event, TradeEvent):
         run.on_trade(event)
     elif isinstance(event, LifecycleEvent):
@@ -156,6 +164,8 @@ class _Run:
                 self.level(rule, market, event.ts_ms)
             elif isinstance(rule, StaleRule):
                 self.recovered(rule, market, event.ts_ms)
+            elif isinstance(rule, VolumeSpikeRule):
+                check_spike(self, rule, market, event.ts_ms)
 
     def on_trade(self, event: TradeEvent) -> None:
         market = self.markets.get(event.ticker)

@@ -18,13 +18,16 @@ __all__ = ["ClockEvent", "Event", "LifecycleEvent", "TickEvent", "TradeEvent"]
 @dataclass(frozen=True, slots=True)
 class TickEvent:
     """A ticker update: the YES quote and last price at ``ts_ms`` (None leaves a price as it
-    was). Price rules run; ``stale`` may recover."""
+    was), and the market's cumulative volume and open interest in micro-contracts (None when
+    not given; ``volume_spike`` reads them). Price rules run; ``stale`` may recover."""
 
     ticker: str
     ts_ms: int
     yes_bid: int | None = None
     yes_ask: int | None = None
     yes_last: int | None = None
+    volume: int | None = None
+    open_interest: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,14 +16,18 @@ __all__ = ["lifecycle_event", "tick_event", "trade_event"]
 
 
 def tick_event(frame: m.Ticker, fallback_ms: int) -> TickEvent:
-    """The ``ticker`` frame as a :class:`TickEvent` (YES bid, ask and last in micro-dollars)."""
+    """The ``ticker`` frame as a :class:`TickEvent` (YES bid, ask and last in micro-dollars;
+    cumulative volume and open interest in micro-contracts)."""
     msg = frame.msg
+    volume, interest = msg.volume_fp, msg.open_interest_fp
     return TickEvent(
         msg.market_ticker,
         m.timestamp_ms(msg.ts_ms, msg.ts, frame.sending_ts_ms) or fallback_ms,
         to_micros(msg.yes_bid_dollars),
         to_micros(msg.yes_ask_dollars),
         to_micros(msg.price_dollars),
+        None if volume is None else to_micros(volume),
+        None if interest is None else to_micros(interest),
     )
 
 

@@ -34,10 +34,14 @@ from watcher.rules.fields import (
     SideName,
     Template,
 )
+from watcher.rules.spike_fields import Factor, SpikeWindow, check_baseline
 
 __all__ = [
     "RULE_TYPES",
     "ClosingSoonRule",
+    "EventArbitrageRule",
+    "EventRule",
+    "LadderRule",
     "LevelRule",
     "MoveFromEntryRule",
     "PnlRule",
@@ -49,6 +53,7 @@ __all__ = [
     "StaleRule",
     "TradeSizeRule",
     "VelocityRule",
+    "VolumeSpikeRule",
 ]
 
 _MS = timedelta(milliseconds=1)
@@ -249,6 +254,81 @@ class StaleRule(RuleBase):
     after: PositiveDuration
 
 
+class EventRule(RuleBase):
+    """A rule about a whole event (one state per event), not one market.
+
+    ``events`` are event-ticker globs (default: every watched event); ``markets`` does not
+    apply. Hysteresis like :class:`LevelRule`: it fires when the edge reaches ``min_edge_cents``
+    and re-arms once the edge is ``rearm_cents`` below that (default 1¢).
+    """
+
+    scope: ClassVar[Literal["market", "position"]] = "market"
+
+    events: Names | None = None
+    min_edge_cents: Cents
+    rearm_cents: CentsOrZero | None = None
+
+    @field_validator("markets")
+    @classmethod
+    def _no_markets(cls, markets: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if markets is not None:
+            raise ValueError("an event rule selects events with `events`, not `markets`")
+        return markets
+
+    @field_validator("price")
+    @classmethod
+    def _no_price(cls, price: str | None) -> str | None:
+        if price is not None:
+            raise ValueError("an event rule prices legs at their asks; `price` does not apply")
+        return price
+
+    @cached_property
+    def min_edge_micros(self) -> int:
+        """``min_edge_cents`` in micro-dollars."""
+        return cents_to_micros(self.min_edge_cents)
+
+    @cached_property
+    def rearm_micros(self) -> int:
+        """The hysteresis in micro-dollars (1¢ unless ``rearm_cents`` says otherwise)."""
+        return cents_to_micros(Decimal(1) if self.rearm_cents is None else self.rearm_cents)
+
+
+class EventArbitrageRule(EventRule):
+    """A mutually exclusive event's all-NO basket (and all-YES if ``exhaustive``) is
+    mispriced by at least ``min_edge_cents`` after the taker fee of each leg."""
+
+    type: Literal["event_arbitrage"]
+    exhaustive: bool = False
+
+
+class LadderRule(EventRule):
+    """Two thresholds of one quantity (same close time) priced inversely: YES ask of the
+    wider one + NO ask of the narrower one + fees below $1 by at least ``min_edge_cents``."""
+
+    type: Literal["ladder"]
+
+
+class VolumeSpikeRule(RuleBase):
+    """The ``field`` added in the last ``within`` is at least ``factor`` × the market's own
+    average per ``within`` over the ``baseline`` before it (:mod:`watcher.rules.volume`)."""
+
+    type: Literal["volume_spike"]
+    factor: Factor
+    within: SpikeWindow
+    baseline: PositiveDuration
+    field: Literal["volume", "open_interest"] = "volume"
+
+    @model_validator(mode="after")
+    def _baseline_fits(self) -> VolumeSpikeRule:
+        check_baseline(self.within, self.baseline)
+        return self
+
+    @cached_property
+    def series_key(self) -> tuple[Literal["volume", "open_interest"], int, int]:
+        """The market's volume series this rule reads: (field, within ms, baseline ms)."""
+        return (self.field, self.within // _MS, self.baseline // _MS)
+
+
 Rule: TypeAlias = Annotated[
     SpreadRule
     | MoveFromEntryRule
@@ -258,7 +338,10 @@ Rule: TypeAlias = Annotated[
     | TradeSizeRule
     | ClosingSoonRule
     | SettledRule
-    | StaleRule,
+    | StaleRule
+    | VolumeSpikeRule
+    | EventArbitrageRule
+    | LadderRule,
     Field(discriminator="type"),
 ]
 
@@ -273,4 +356,7 @@ RULE_TYPES: Mapping[str, type[RuleBase]] = {
     "closing_soon": ClosingSoonRule,
     "settled": SettledRule,
     "stale": StaleRule,
+    "volume_spike": VolumeSpikeRule,
+    "event_arbitrage": EventArbitrageRule,
+    "ladder": LadderRule,
 }

@@ -77,6 +77,7 @@ __all__ = [
     "StaleRule",
     "TradeSizeRule",
     "VelocityRule",
+    "Watch",
 ]
 
 _MS = timedelta(milliseconds=1)
@@ -138,6 +139,38 @@ class Fees(BaseModel):
     taker_rate: FeeRate = TAKER_RATE
 
 
+def _tickers(value: Any) -> tuple[str, ...]:
+    """A list of Kalshi tickers, upper-cased, duplicates dropped (order kept)."""
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"must be a list of tickers, but got {describe(value)}")
+    found: dict[str, None] = {}
+    for item in value:
+        text = item.strip() if isinstance(item, str) else ""
+        if not text or any(char.isspace() or char in "*?[" for char in text):
+            raise ValueError(f"must be a list of tickers, but got {describe(item)} in it")
+        found[text.upper()] = None
+    return tuple(found)
+
+
+Tickers: TypeAlias = Annotated[tuple[str, ...], PlainValidator(_tickers)]
+
+
+class Watch(BaseModel):
+    """Whole events and series to watch (issue 14): ``watch: {events: [..], series: [..]}``.
+
+    The service expands them over REST into watch-only markets (no position): every market of
+    each event, and every market of each open event of each series.
+    """
+
+    model_config = _FROZEN
+
+    events: Tickers = ()
+    series: Tickers = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.events or self.series)
+
+
 class RulesConfig(BaseModel):
     """A whole rules.yaml.
 
@@ -154,6 +187,7 @@ class RulesConfig(BaseModel):
     defaults: Defaults = Defaults()
     quiet_hours: QuietHours | None = None
     fees: Fees = Fees()
+    watch: Watch = Watch()
     rules: tuple[Rule, ...] = ()
 
     _warnings: tuple[str, ...] = PrivateAttr(default=())

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from watcher.domain.event import EventInfo
 from watcher.domain.market import Markets, MarketState
 from watcher.domain.positions import Portfolio
 from watcher.rules.engine import Decision, StateKey, evaluate
 from watcher.rules.events import ClockEvent, Event, LifecycleEvent, TickEvent, TradeEvent
 from watcher.rules.model import RulesConfig
 from watcher.rules.state import RuleState
+from watcher.rules.volume import volume_plan
 
 __all__ = ["CLOCK_INTERVAL", "CLOCK_INTERVAL_MS", "RecordedClock", "Session", "apply_event"]
 
@@ -43,7 +45,13 @@ def apply_event(markets: Markets, event: Event) -> MarketState | None:
     """
     if isinstance(event, TickEvent):
         return markets.apply_ticker(
-            event.ticker, event.ts_ms, event.yes_bid, event.yes_ask, event.yes_last
+            event.ticker,
+            event.ts_ms,
+            event.yes_bid,
+            event.yes_ask,
+            event.yes_last,
+            event.volume,
+            event.open_interest,
         )
     if isinstance(event, TradeEvent):
         return markets.apply_trade(event.ticker, event.ts_ms, event.yes_price, late=event.late)
@@ -69,15 +77,18 @@ class Session:
         markets: the market view the events are applied to (default: empty, keeping the
             price history the rules need).
         states: rule state by (rule name, scope); missing means new (armed).
+        events: the watched events by event ticker, as last expanded (``watch`` in rules.yaml).
     """
 
     rules: RulesConfig
     portfolio: Portfolio
     markets: Markets = field(default_factory=Markets)
     states: dict[StateKey, RuleState] = field(default_factory=dict)
+    events: dict[str, EventInfo] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.markets.history_ms = self.rules.history_ms
+        self.markets.set_volume_plan(volume_plan(self.rules))
 
     def __repr__(self) -> str:
         return (
@@ -89,6 +100,7 @@ class Session:
         """Put ``rules`` in force from the next step (market history follows their window)."""
         self.rules = rules
         self.markets.history_ms = rules.history_ms
+        self.markets.set_volume_plan(volume_plan(rules))
 
     def step(self, event: Event, now_ms: int) -> Decision:
         """Apply ``event`` to market state and run the rules it concerns.
@@ -105,11 +117,19 @@ class Session:
         """
         if type(event) is TickEvent:  # the usual event: one call fewer on the hot path
             self.markets.apply_ticker(
-                event.ticker, event.ts_ms, event.yes_bid, event.yes_ask, event.yes_last
+                event.ticker,
+                event.ts_ms,
+                event.yes_bid,
+                event.yes_ask,
+                event.yes_last,
+                event.volume,
+                event.open_interest,
             )
         else:
             apply_event(self.markets, event)
-        decision = evaluate(self.rules, self.portfolio, self.markets, event, self.states, now_ms)
+        decision = evaluate(
+            self.rules, self.portfolio, self.markets, event, self.states, now_ms, self.events
+        )
         if decision.changed:
             self.states.update(decision.changed)
         return decision

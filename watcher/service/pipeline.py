@@ -38,7 +38,8 @@ from watcher.rules.state import RuleState
 from watcher.service import alerts as service_alerts
 from watcher.service.digest import PositionView, view_position
 from watcher.service.recording import Closer, Recording
-from watcher.store.ports import AlertStore, TickSink
+from watcher.service.volume_seed import seed_from_backend
+from watcher.store.ports import AlertStore, Backend, TickSink
 from watcher.store.records import MarketRow
 
 __all__ = ["Pipeline", "SettledHook"]
@@ -87,6 +88,7 @@ class Pipeline(Recording):
         #: Called with every event and its receive time (metrics' message-age histogram).
         self.observe: Callable[[Any, int], None] | None = None
         self._watched: frozenset[str] = frozenset()
+        self._watch_only: frozenset[str] = frozenset()  # markets of watched events
         self._settled: set[str] = set()  # tickers whose result went to the settlement hook
         self._closed: set[str] = set()  # tickers whose close was alerted
         self.set_portfolio(portfolio)
@@ -135,7 +137,7 @@ class Pipeline(Recording):
 
     @property
     def watched(self) -> frozenset[str]:
-        """Tickers of the watched positions."""
+        """Tickers of the watched positions and of the watched events' markets."""
         return self._watched
 
     def now_ms(self) -> int:
@@ -156,13 +158,27 @@ class Pipeline(Recording):
     def set_portfolio(self, portfolio: Portfolio) -> None:
         """Swap positions: new markets are watched (`stale` counts from now), gone ones dropped."""
         now = self.now_ms()
-        watched = frozenset(portfolio.tickers())
+        watched = frozenset(portfolio.tickers()) | self._watch_only
         for ticker in watched - self._watched:
             self.markets.watch(ticker, now)
         for ticker in self._watched - watched:
             self.markets.forget(ticker)
         self.session.portfolio = portfolio
         self._watched = watched
+
+    def set_watch_only(self, tickers: frozenset[str]) -> None:
+        """Watch the markets of watched events (no position): tracked and given to the rules."""
+        now = self.now_ms()
+        watched = frozenset(self.portfolio.tickers()) | tickers
+        for ticker in watched - self._watched:
+            self.markets.watch(ticker, now)
+        for ticker in self._watched - watched:
+            self.markets.forget(ticker)
+        self._watch_only, self._watched = tickers, watched
+
+    async def seed_volume(self, backend: Backend) -> None:
+        """Seed the watched markets' ``volume_spike`` baselines from the stored ticks."""
+        await seed_from_backend(backend, self.session, self._watched, self.now_ms())
 
     # Public methods: the feed
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from watcher.domain.alert import Alert
+from watcher.domain.event import EventInfo
 from watcher.kalshi.messages import Message, UnknownMessage
 from watcher.store.records import (
     AlertRecord,
@@ -122,6 +123,10 @@ class TickSink(Protocol):
 
     async def upsert_markets(self, rows: Iterable[MarketRow]) -> None:
         """Queue upserts of several markets; ``None`` fields keep what is stored."""
+        ...
+
+    async def write_events(self, infos: Iterable[EventInfo]) -> None:
+        """Queue upserts of events' expansions (``events``, one row per event ticker)."""
         ...
 
     async def set_service_state(
@@ -272,6 +277,10 @@ class ReadModel(Protocol):
         self, ticker: str, *, since_ms: int | None = None, limit: int = 100
     ) -> list[TradeRow]:
         """Trades of a market at or after ``since_ms``, newest first, at most ``limit``."""
+        ...
+
+    async def events(self) -> list[EventInfo]:
+        """Every stored event expansion (``events``), by event ticker."""
         ...
 
     async def get_market(self, ticker: str) -> MarketRow | None:

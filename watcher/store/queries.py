@@ -14,7 +14,9 @@ import sqlite3
 from collections.abc import Collection, Iterator
 from typing import Any
 
+from watcher.domain.event import EventInfo
 from watcher.kalshi import messages as m
+from watcher.store.event_json import EVENTS_SQL, event_from_json
 from watcher.store.records import (
     AlertRecord,
     DeliveryRecord,
@@ -135,6 +137,11 @@ def get_market(conn: sqlite3.Connection, ticker: str) -> MarketRow | None:
         f"SELECT {_MARKET_COLUMNS} FROM markets WHERE market_ticker = ?", (ticker,)
     ).fetchone()
     return None if row is None else MarketRow(*row)
+
+
+def events(conn: sqlite3.Connection) -> list[EventInfo]:
+    """Every stored event expansion, by event ticker."""
+    return [event_from_json(row[0]) for row in conn.execute(EVENTS_SQL)]
 
 
 def count_rows(conn: sqlite3.Connection, table: str) -> int:

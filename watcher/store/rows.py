@@ -17,10 +17,12 @@ from __future__ import annotations
 import itertools
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import astuple
 from decimal import Decimal
 from typing import Any
 
+from watcher.domain.event import EventInfo
 from watcher.kalshi.messages import (
     Fill,
     MarketLifecycle,
@@ -31,13 +33,17 @@ from watcher.kalshi.messages import (
     encode,
     timestamp_ms,
 )
+from watcher.store.event_json import event_to_json
+from watcher.store.records import MarketRow
 
 __all__ = [
     "COLUMNS",
     "INSERTS",
     "ROWS_PER_STATEMENT",
     "ROW_BUILDERS",
+    "event_items",
     "insert_rows",
+    "market_item",
     "row_for",
 ]
 
@@ -62,6 +68,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         " settlement_value_e6 raw",
         "markets": "market_ticker title status close_time_ms result updated_ms",
         "service_state": "key value updated_ms",
+        "events": "event_ticker info updated_ms",
     }.items()
 }
 
@@ -75,6 +82,8 @@ _CONFLICT = {
     " result = coalesce(excluded.result, result), updated_ms = excluded.updated_ms",
     "service_state": " ON CONFLICT(key) DO UPDATE SET"
     " value = excluded.value, updated_ms = excluded.updated_ms",
+    "events": " ON CONFLICT(event_ticker) DO UPDATE SET"
+    " info = excluded.info, updated_ms = excluded.updated_ms",
 }
 
 #: The statement that writes one row of each table the writer fills, in write order.
@@ -269,6 +278,17 @@ def row_for(message: object, received_ms: int, late: bool = False) -> tuple[str,
     except KeyError:
         raise TypeError(f"{type(message).__name__} frames are not stored") from None
     return table, build(message, received_ms, late)
+
+
+def market_item(market: MarketRow, now_ms: int) -> tuple[str, tuple[Any, ...]]:
+    """A ready ``markets`` row; ``updated_ms`` 0 means ``now_ms``."""
+    values = astuple(market)
+    return ("markets", values if market.updated_ms else (*values[:-1], now_ms))
+
+
+def event_items(infos: Iterable[EventInfo], now_ms: int) -> list[tuple[str, tuple[Any, ...]]]:
+    """Ready ``events`` rows (upserts keyed by event ticker) for ``infos``, stamped ``now_ms``."""
+    return [("events", (info.event_ticker, event_to_json(info), now_ms)) for info in infos]
 
 
 def insert_rows(conn: sqlite3.Connection, table: str, rows: Sequence[tuple[Any, ...]]) -> int:

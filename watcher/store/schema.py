@@ -17,6 +17,10 @@ are exact: ``contracts_e6`` in micro-contracts (at most 6 decimals are accepted)
 ``price_dollars`` / ``fee_dollars`` NULL when that integer is exact and otherwise the exact
 decimal text (a depth-walked average price such as ``0.4533333``), which is then the value.
 PostgreSQL stores them the same way; :mod:`watcher.store.fill_values` encodes and decodes.
+
+Version 3 adds ``events``: the last REST expansion of each watched event, one row per
+``event_ticker`` (upserted), ``info`` the JSON of the event and its markets with strikes as exact
+decimal strings (:mod:`watcher.store.event_json`).
 """
 
 from __future__ import annotations
@@ -111,8 +115,14 @@ CREATE TABLE paper_fills (id INTEGER PRIMARY KEY, fill_key TEXT NOT NULL UNIQUE,
 CREATE INDEX paper_fills_ticker_ts ON paper_fills(ticker, ts_ms);
 """
 
+_SCHEMA_V3 = """
+CREATE TABLE events (event_ticker TEXT PRIMARY KEY,
+  info TEXT NOT NULL,  -- JSON of the event and its markets, strikes as exact decimal strings
+  updated_ms INTEGER NOT NULL);
+"""
+
 #: ``(version, sql)`` in ascending order; entry N brings a version N-1 database to version N.
-MIGRATIONS: list[tuple[int, str]] = [(1, _SCHEMA_V1), (2, _SCHEMA_V2)]
+MIGRATIONS: list[tuple[int, str]] = [(1, _SCHEMA_V1), (2, _SCHEMA_V2), (3, _SCHEMA_V3)]
 
 #: The schema version this code reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -120,7 +130,7 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 #: Every table of the current schema (used to validate table names in queries).
 TABLES = frozenset(
     "tickers trades orderbook_snapshots orderbook_deltas fills lifecycle_events markets alerts"
-    " alert_deliveries rule_state service_state paper_fills".split()
+    " alert_deliveries rule_state service_state paper_fills events".split()
 )
 
 

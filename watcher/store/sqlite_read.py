@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from watcher.domain.event import EventInfo
 from watcher.errors import StorageError
 from watcher.store import queries
 from watcher.store.records import AlertRecord, MarketRow, ReplayEvent, TickerRow, TradeRow
@@ -86,6 +87,10 @@ class SQLiteReadModel:
     async def get_market(self, ticker: str) -> MarketRow | None:
         """The stored metadata of a market, or ``None``."""
         return await self._call(queries.get_market, ticker)
+
+    async def events(self) -> list[EventInfo]:
+        """Every stored event expansion, by event ticker."""
+        return await self._call(queries.events)
 
     async def recent_alerts(
         self, *, since_ms: int | None = None, status: str | None = None, limit: int = 50

@@ -26,10 +26,10 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import astuple
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 
+from watcher.domain.event import EventInfo
 from watcher.errors import StorageError
 from watcher.kalshi.messages import (
     Fill,
@@ -43,7 +43,7 @@ from watcher.kalshi.messages import (
 )
 from watcher.store.flushes import FlushWaiters
 from watcher.store.records import MarketRow, WriterState, WriterStats
-from watcher.store.rows import ROW_BUILDERS
+from watcher.store.rows import ROW_BUILDERS, event_items, market_item
 from watcher.store.schema import BUSY_TIMEOUT_MS
 from watcher.store.writer_thread import WRITER_CACHE_KIB, Committer, WriterThread, retry_delays
 from watcher.store.writer_thread import Item as _Item
@@ -208,12 +208,17 @@ class StoreWriter:
 
         ``None`` fields keep what is stored; ``updated_ms`` 0 is replaced by now.
         """
-        await self._enqueue(_market_item(market))
+        await self._enqueue(market_item(market, _now_ms()))
 
     async def upsert_markets(self, rows: Iterable[MarketRow]) -> None:
         """Queue upserts of several markets; ``None`` fields keep what is stored."""
         for row in rows:
-            await self._enqueue(_market_item(row))
+            await self._enqueue(market_item(row, _now_ms()))
+
+    async def write_events(self, infos: Iterable[EventInfo]) -> None:
+        """Queue upserts of events' expansions into ``events`` (one row per event ticker)."""
+        for item in event_items(infos, _now_ms()):
+            await self._enqueue(item)
 
     async def set_service_state(
         self, key: str, value: str, *, updated_ms: int | None = None
@@ -391,9 +396,3 @@ class StoreWriter:
             self._thread.errors,
             self._rejected,
         )
-
-
-def _market_item(market: MarketRow) -> _Item:
-    """A ready ``markets`` row; ``updated_ms`` 0 means now."""
-    values = astuple(market)
-    return ("markets", values if market.updated_ms else (*values[:-1], _now_ms()))

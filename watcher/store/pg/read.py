@@ -17,7 +17,9 @@ from typing import Any
 
 import asyncpg
 
+from watcher.domain.event import EventInfo
 from watcher.kalshi import messages as m
+from watcher.store.event_json import EVENTS_SQL, event_from_json
 from watcher.store.pg.connect import create_pool, storage_error
 from watcher.store.pg.dsn import mask_dsn
 from watcher.store.records import (
@@ -146,6 +148,10 @@ class PostgresReadModel:
             ticker,
         )
         return None if row is None else MarketRow(*row)
+
+    async def events(self) -> list[EventInfo]:
+        """Every stored event expansion, by event ticker."""
+        return [event_from_json(row[0]) for row in await self._fetch(EVENTS_SQL)]
 
     async def recent_alerts(
         self, *, since_ms: int | None = None, status: str | None = None, limit: int = 50

@@ -22,6 +22,8 @@ and why:
   ``price_e6`` and ``fee_e6`` (micro-units, the prices rounded half-even), and
   ``price_dollars`` / ``fee_dollars``, NULL unless the integer is inexact, then the exact
   decimal text (:mod:`watcher.store.fill_values`).
+- ``events`` (version 3) is SQLite's: one upserted row per ``event_ticker``, ``info`` the JSON
+  of the event (:mod:`watcher.store.event_json`).
 - The version lives in ``watcher_schema``; :func:`migrate` runs under a transaction-level
   advisory lock, so two instances starting together migrate once.
 """
@@ -116,8 +118,13 @@ CREATE TABLE paper_fills (id bigserial PRIMARY KEY, fill_key text NOT NULL UNIQU
 CREATE INDEX paper_fills_ticker_ts ON paper_fills (ticker, ts_ms);
 """
 
+_SCHEMA_V3 = """
+CREATE TABLE events (event_ticker text PRIMARY KEY, info text NOT NULL,
+  updated_ms bigint NOT NULL);
+"""
+
 #: ``(version, sql)`` in ascending order; entry N brings a version N-1 database to version N.
-MIGRATIONS: list[tuple[int, str]] = [(1, _SCHEMA_V1), (2, _SCHEMA_V2)]
+MIGRATIONS: list[tuple[int, str]] = [(1, _SCHEMA_V1), (2, _SCHEMA_V2), (3, _SCHEMA_V3)]
 #: The schema version this code reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -63,6 +63,9 @@ _UPSERTS = {
     " result = coalesce(excluded.result, markets.result), updated_ms = excluded.updated_ms",
     "service_state": "INSERT INTO service_state (key, value, updated_ms) VALUES ($1, $2, $3)"
     " ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms",
+    "events": "INSERT INTO events (event_ticker, info, updated_ms) VALUES ($1, $2, $3)"
+    " ON CONFLICT (event_ticker) DO UPDATE SET info = excluded.info,"
+    " updated_ms = excluded.updated_ms",
 }
 _CLAIM = (
     "INSERT INTO store_batches (batch_id, committed_ms) VALUES ($1, $2)"
