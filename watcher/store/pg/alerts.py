@@ -24,13 +24,11 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-import asyncpg
-
 from watcher.domain.alert import Alert
 from watcher.errors import StorageError
 from watcher.store.console import log_console_alert
 from watcher.store.pg import schema
-from watcher.store.pg.connect import create_pool
+from watcher.store.pg.connect import close_pool, create_pool, on_pool
 from watcher.store.records import (
     AlertRecord,
     AlertStatus,
@@ -109,7 +107,6 @@ _RECENT_DELIVERIES_SQL = """
 SELECT alert_id, target, status, attempts, next_attempt_ms, last_error, updated_ms
 FROM alert_deliveries WHERE alert_id = ANY($1::bigint[])
 """
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
 class PostgresAlertStore:
@@ -230,10 +227,7 @@ class PostgresAlertStore:
         except StorageError:
             pass  # the lease expires on its own
         self._closed = True
-        try:
-            await self._pool.close()
-        except _DRIVER_ERRORS:
-            self._pool.terminate()
+        await close_pool(self._pool)
 
     # Private methods
 
@@ -241,11 +235,7 @@ class PostgresAlertStore:
         """Run ``body(connection)`` on a pooled connection; driver errors → StorageError."""
         if self._closed:
             raise StorageError("alert store is closed")
-        try:
-            async with self._pool.acquire() as conn:
-                return await body(conn)
-        except _DRIVER_ERRORS as exc:
-            raise StorageError(f"alert store: {type(exc).__name__}: {exc}") from exc
+        return await on_pool(self._pool, body, what="alert store")
 
     async def _transaction(self, body: Callable[[Any], Awaitable[T]]) -> T:
         async def run(conn: Any) -> T:

@@ -8,7 +8,8 @@ masked URL (:func:`~watcher.store.pg.dsn.mask_dsn`).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
@@ -16,12 +17,42 @@ import asyncpg
 from watcher.errors import StorageError
 from watcher.store.pg.dsn import mask_dsn
 
-__all__ = ["CONNECT_TIMEOUT", "connect", "create_pool", "storage_error"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "DRIVER_ERRORS",
+    "close_pool",
+    "connect",
+    "create_pool",
+    "on_pool",
+    "storage_error",
+]
+
+T = TypeVar("T")
 
 #: Seconds one connection attempt may take.
 CONNECT_TIMEOUT = 10.0
 #: What a failed connection attempt raises (a malformed URL is a ValueError).
 _CONNECT_ERRORS = (OSError, TimeoutError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError)
+#: What a query on an open pool raises when the server or the connection fails.
+DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+async def on_pool(pool: Any, body: Callable[[Any], Awaitable[T]], *, what: str) -> T:
+    """Run ``body(connection)`` on a pooled connection; a driver error becomes a
+    :class:`~watcher.errors.StorageError` naming ``what``."""
+    try:
+        async with pool.acquire() as conn:
+            return await body(conn)
+    except DRIVER_ERRORS as exc:
+        raise StorageError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+async def close_pool(pool: Any) -> None:
+    """Close ``pool``, or end it at once when the server is gone."""
+    try:
+        await pool.close()
+    except DRIVER_ERRORS:
+        pool.terminate()
 
 
 def storage_error(action: str, dsn: str, exc: BaseException) -> StorageError:

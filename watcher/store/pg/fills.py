@@ -14,12 +14,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import asyncpg
-
 from watcher.errors import StorageError
 from watcher.store.fill_values import COLUMNS, row_fields, to_row
 from watcher.store.pg import schema
-from watcher.store.pg.connect import create_pool, storage_error
+from watcher.store.pg.connect import close_pool, create_pool, on_pool, storage_error
 from watcher.store.records import PaperFill
 
 __all__ = ["APPLICATION_NAME", "PostgresFills"]
@@ -39,7 +37,6 @@ _RECENT_SQL = (
     " WHERE ($1::text IS NULL OR ticker = $1) AND ($2::text IS NULL OR position_id = $2)"
     " ORDER BY ts_ms DESC, id DESC LIMIT $3"
 )
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
 class PostgresFills:
@@ -99,10 +96,7 @@ class PostgresFills:
         if self._closed:
             return
         self._closed = True
-        try:
-            await self._pool.close()
-        except _DRIVER_ERRORS:
-            self._pool.terminate()
+        await close_pool(self._pool)
 
     # Private methods
 
@@ -110,8 +104,4 @@ class PostgresFills:
         """Run ``body(connection)`` on a pooled connection; driver errors → StorageError."""
         if self._closed:
             raise StorageError("paper fills are closed")
-        try:
-            async with self._pool.acquire() as conn:
-                return await body(conn)
-        except _DRIVER_ERRORS as exc:
-            raise StorageError(f"paper fills: {type(exc).__name__}: {exc}") from exc
+        return await on_pool(self._pool, body, what="paper fills")
