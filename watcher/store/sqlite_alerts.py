@@ -28,6 +28,7 @@ from watcher.store import alert_sql, queries
 from watcher.store.console import log_console_alert
 from watcher.store.records import AlertRecord, DeliveryRef, DeliveryStatus, PendingDelivery
 from watcher.store.schema import open_database
+from watcher.store.settling import SettlesDeliveries
 
 __all__ = ["Outbox", "SQLiteAlertStore"]
 
@@ -240,7 +241,7 @@ def _first_int(rows: list[tuple[Any, ...]]) -> int | None:
     return None if value is None else int(value)
 
 
-class SQLiteAlertStore:
+class SQLiteAlertStore(SettlesDeliveries):
     """The :class:`~watcher.store.ports.AlertStore` of a SQLite file, over an :class:`Outbox`.
 
     Args:
@@ -290,26 +291,6 @@ class SQLiteAlertStore:
     async def next_due_ms(self) -> int | None:
         """When the earliest open delivery is due (possibly in the past), or None if none is."""
         return _first_int(await self._call(self._outbox._query, alert_sql.NEXT_DUE_SQL, ()))
-
-    async def mark_delivered(self, refs: Iterable[DeliveryRef], *, now_ms: int) -> None:
-        """The service accepted the message: count the attempt and close the rows."""
-        await self._settle(refs, DeliveryStatus.DELIVERED, now_ms, None, None, 1)
-
-    async def mark_retry(
-        self, refs: Iterable[DeliveryRef], *, next_attempt_ms: int, error: str, now_ms: int
-    ) -> None:
-        """The attempt failed: count it, keep the (masked) ``error``, try again later."""
-        await self._settle(refs, DeliveryStatus.RETRYING, now_ms, error, next_attempt_ms, 1)
-
-    async def mark_config_error(
-        self, refs: Iterable[DeliveryRef], *, error: str, now_ms: int
-    ) -> None:
-        """The target cannot work as configured: close the rows without counting an attempt."""
-        await self._settle(refs, DeliveryStatus.CONFIG_ERROR, now_ms, error, None, 0)
-
-    async def mark_failed(self, refs: Iterable[DeliveryRef], *, error: str, now_ms: int) -> None:
-        """The last attempt failed and the sender gives up: count it and close the rows."""
-        await self._settle(refs, DeliveryStatus.FAILED, now_ms, error, None, 1)
 
     async def recent(
         self, *, since_ms: int | None = None, status: str | None = None, limit: int = 50

@@ -38,6 +38,7 @@ from watcher.store.records import (
     PendingDelivery,
     rollup_status,
 )
+from watcher.store.settling import SettlesDeliveries
 
 __all__ = ["DEFAULT_LEASE_MS", "PostgresAlertStore", "recent_alerts"]
 
@@ -109,7 +110,7 @@ FROM alert_deliveries WHERE alert_id = ANY($1::bigint[])
 """
 
 
-class PostgresAlertStore:
+class PostgresAlertStore(SettlesDeliveries):
     """The :class:`~watcher.store.ports.AlertStore` of a PostgreSQL database (see the module).
 
     Args:
@@ -189,26 +190,6 @@ class PostgresAlertStore:
         """When the earliest open delivery can be claimed here (possibly in the past)."""
         value = await self._call(lambda conn: conn.fetchval(_NEXT_DUE_SQL, self.holder))
         return None if value is None else int(value)
-
-    async def mark_delivered(self, refs: Iterable[DeliveryRef], *, now_ms: int) -> None:
-        """The service accepted the message: count the attempt and close the rows."""
-        await self._settle(refs, DeliveryStatus.DELIVERED, now_ms, None, None, 1)
-
-    async def mark_retry(
-        self, refs: Iterable[DeliveryRef], *, next_attempt_ms: int, error: str, now_ms: int
-    ) -> None:
-        """The attempt failed: count it, keep the (masked) ``error``, try again later."""
-        await self._settle(refs, DeliveryStatus.RETRYING, now_ms, error, next_attempt_ms, 1)
-
-    async def mark_config_error(
-        self, refs: Iterable[DeliveryRef], *, error: str, now_ms: int
-    ) -> None:
-        """The target cannot work as configured: close the rows without counting an attempt."""
-        await self._settle(refs, DeliveryStatus.CONFIG_ERROR, now_ms, error, None, 0)
-
-    async def mark_failed(self, refs: Iterable[DeliveryRef], *, error: str, now_ms: int) -> None:
-        """The last attempt failed and the sender gives up: count it and close the rows."""
-        await self._settle(refs, DeliveryStatus.FAILED, now_ms, error, None, 1)
 
     async def recent(
         self, *, since_ms: int | None = None, status: str | None = None, limit: int = 50
