@@ -275,3 +275,37 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def service_on(
+    workdir: Path,
+    sim: Any,
+    key: Any,
+    *,
+    key_id: str = "k",
+    environ: dict[str, str] | None = None,
+    client_options: dict[str, Any] | None = None,
+    **options: Any,
+) -> Any:
+    """An in-process ``Service`` on ``workdir``'s trades.json, rules.yaml and w.db, signed with
+    ``key`` (as ``key_id``) against the simulator ``sim``; ``options`` are settings options."""
+    from watcher.app import Endpoint, Service
+    from watcher.domain.trades_file import load_positions
+    from watcher.kalshi.auth import KalshiSigner
+    from watcher.rules import load_rules
+    from watcher.settings import settings_from_env
+
+    settings = settings_from_env(
+        trades=str(workdir / "trades.json"),
+        rules=str(workdir / "rules.yaml"),
+        db=str(workdir / "w.db"),
+        environ=environ or {},
+        **options,
+    )
+    return Service(
+        settings,
+        portfolio=load_positions(settings.trades_path),
+        rules=load_rules(settings.rules_path, env=settings.env),
+        endpoint=Endpoint(sim.ws_url, sim.api_url, KalshiSigner(key_id, key)),
+        client_options=client_options,
+    )

@@ -14,18 +14,23 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from watcher.app import Endpoint, Service
+from watcher.app import Service
 from watcher.cli import main
-from watcher.domain.trades_file import load_positions
 from watcher.kalshi import messages as m
-from watcher.kalshi.auth import KalshiSigner
 from watcher.kalshi.sim.exchange import SimulatedExchange
 from watcher.notify.outbox import Outbox
-from watcher.rules import load_rules
-from watcher.settings import settings_from_env
 
 from .conftest import MS
-from .support import RULES, HttpRecorder, count, env_without_kalshi, finish, poll, spawn
+from .support import (
+    RULES,
+    HttpRecorder,
+    count,
+    env_without_kalshi,
+    finish,
+    poll,
+    service_on,
+    spawn,
+)
 
 WAIT = 10_000 * MS
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,19 +133,13 @@ def test_check_passes_on_the_shipped_files(capsys, monkeypatch) -> None:
 def make_service(
     workdir: Path, sim: SimulatedExchange, key, hook_url: str, metrics_port=None, **client
 ) -> Service:
-    settings = settings_from_env(
-        trades=str(workdir / "trades.json"),
-        rules=str(workdir / "rules.yaml"),
-        db=str(workdir / "w.db"),
+    return service_on(
+        workdir,
+        sim,
+        key,
         environ={"HOOK_URL": hook_url},
-        metrics_port=metrics_port,
-    )
-    return Service(
-        settings,
-        portfolio=load_positions(settings.trades_path),
-        rules=load_rules(settings.rules_path, env=settings.env),
-        endpoint=Endpoint(sim.ws_url, sim.api_url, KalshiSigner("k", key)),
         client_options=client or None,
+        metrics_port=metrics_port,
     )
 
 

@@ -13,21 +13,17 @@ from zoneinfo import ZoneInfo
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from watcher.app import Endpoint, Service
 from watcher.cli import main
 from watcher.domain.alert import Alert
-from watcher.domain.trades_file import load_positions
-from watcher.kalshi.auth import KalshiSigner
 from watcher.kalshi.sim.exchange import SimulatedExchange
 from watcher.notify.outbox import Outbox
 from watcher.ops.history import history_line
 from watcher.ops.readout import parse_when
-from watcher.rules import load_rules
-from watcher.settings import settings_from_env
 from watcher.store.records import TickerRow, TradeRow
 
 from .conftest import MS
 from .support import poll as until
+from .support import service_on
 
 WAIT = 10_000 * MS
 CPI, FED = "KXCPI-26JAN-T0.3", "KXFED-26DEC-H0"
@@ -77,18 +73,7 @@ async def record_live_run(folder: Path, capsys) -> list[str]:
     async with SimulatedExchange(
         public_keys={"k": key.public_key()}, tick_interval=0.01, trade_probability=0.5, seed=11
     ) as sim:
-        settings = settings_from_env(
-            trades=str(folder / "trades.json"),
-            rules=str(folder / "rules.yaml"),
-            db=str(folder / "w.db"),
-            environ={},
-        )
-        svc = Service(
-            settings,
-            portfolio=load_positions(settings.trades_path),
-            rules=load_rules(settings.rules_path, env={}),
-            endpoint=Endpoint(sim.ws_url, sim.api_url, KalshiSigner("k", key)),
-        )
+        svc = service_on(folder, sim, key)
         stop = asyncio.Event()
         task = asyncio.create_task(svc.run(stop))
         try:

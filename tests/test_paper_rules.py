@@ -16,14 +16,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from watcher.app import Endpoint, Service
 from watcher.cli import main
 from watcher.domain.alert import Alert
 from watcher.domain.paper import CloseResult, Fill
 from watcher.domain.positions import Portfolio, Position
-from watcher.domain.trades_file import load_positions, parse_positions
+from watcher.domain.trades_file import parse_positions
 from watcher.errors import PaperError, RestError
-from watcher.kalshi.auth import KalshiSigner
 from watcher.kalshi.rest_bodies import RestEvent, RestMarket, RestOrderbook, RestSeries
 from watcher.kalshi.sim.exchange import SimulatedExchange
 from watcher.ops.replay import CLOSE_GRACE_MS, alert_json, alert_line, as_it_was
@@ -34,16 +32,15 @@ from watcher.ops.status import (
     realized_total,
     render_status,
 )
-from watcher.rules import load_rules
 from watcher.rules.engine import Decision
 from watcher.service.digest import view_position
 from watcher.service.paper import PaperDesk
 from watcher.service.recording import Recording, act_on
-from watcher.settings import settings_from_env
 from watcher.store import open_backend
 
 from .conftest import MS
 from .support import poll as until
+from .support import service_on
 
 WAIT = 10_000 * MS
 TICKER = "KXPAPER-26JAN-T50"
@@ -288,18 +285,7 @@ def stop_loss_bodies(db: Path) -> list[str]:
 
 async def run_service(folder: Path, sim: SimulatedExchange, key: Any, until_done: Any) -> None:
     """Run the service against ``sim`` until ``until_done(sim)`` returns; then stop it."""
-    settings = settings_from_env(
-        trades=str(folder / "trades.json"),
-        rules=str(folder / "rules.yaml"),
-        db=str(folder / "w.db"),
-        environ={},
-    )
-    svc = Service(
-        settings,
-        portfolio=load_positions(settings.trades_path),
-        rules=load_rules(settings.rules_path, env={}),
-        endpoint=Endpoint(sim.ws_url, sim.api_url, KalshiSigner("k", key)),
-    )
+    svc = service_on(folder, sim, key)
     stop = asyncio.Event()
     task = asyncio.create_task(svc.run(stop))
     try:
