@@ -23,8 +23,7 @@ from watcher.rules import load_rules
 from watcher.rules.loader import RulesError
 
 from .conftest import MS
-from .support import RULES, poll
-from .test_app import TRADES, atomic_write, make_service
+from .support import RULES, TRADES, atomic_write, poll, service_on
 
 WAIT = 10_000 * MS
 ELECT = "KXELECT-26"
@@ -134,7 +133,13 @@ async def watching(tmp_path: Path) -> AsyncIterator[tuple[object, SimulatedExcha
         events=events,
         events_page_size=2,
     ) as sim:
-        svc = make_service(tmp_path, sim, key, "json://127.0.0.1:9/", min_reconnect_delay=0.02)
+        svc = service_on(
+            tmp_path,
+            sim,
+            key,
+            environ={"HOOK_URL": "json://127.0.0.1:9/"},
+            client_options={"min_reconnect_delay": 0.02},
+        )
         svc.config.debounce_ms = 50
         stop = asyncio.Event()
         task = asyncio.create_task(svc.run(stop))
@@ -185,3 +190,20 @@ async def test_service_expands_events_and_series_and_follows_them_live(watching,
     await poll(lambda: "KXRAIN-26DEC01-Y" in _updates(sim, "delete_markets"))
     assert sim.stats.connections_accepted == 1
     assert svc.client.stats.command_errors == 0
+
+
+async def test_a_watched_event_kalshi_cannot_read_keeps_its_last_markets_and_says_so(
+    watching, caplog
+) -> None:
+    """An event that stops answering (here: HTTP 500) is logged by name, and the markets its last
+    expansion found stay watched and subscribed: nothing is dropped on a REST failure."""
+    svc, sim = watching
+    before = {t for t in svc.pipeline.watched if t.startswith(ELECT)}
+    assert before
+    caplog.set_level("WARNING", logger="watcher")
+    sim.events.failures[ELECT] = 500
+    await svc.jobs.refresh_metadata()
+    assert f"cannot read watched event {ELECT}" in caplog.text
+    assert {t for t in svc.pipeline.watched if t.startswith(ELECT)} == before
+    assert ELECT in svc.pipeline.session.events
+    assert not any(t.startswith(ELECT) for t in _updates(sim, "delete_markets"))

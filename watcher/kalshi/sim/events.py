@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from watcher.kalshi.sim.market import SimMarket
-from watcher.kalshi.sim.series import rest_event, series_of
+from watcher.kalshi.sim.series import error_body, rest_event, series_of
 from watcher.kalshi.sim.values import SimMarketSpec
 
 __all__ = ["DEFAULT_EVENTS", "EventBook", "SimEvent", "SimEventMarket"]
@@ -90,6 +90,8 @@ class EventBook:
         chosen = _default_events() if events is None else list(events)
         self.events: dict[str, SimEvent] = {event.event_ticker: event for event in chosen}
         self.page_size = page_size
+        #: Scripted failures: event ticker → the HTTP status ``GET /events/{ticker}`` answers.
+        self.failures: dict[str, int] = {}
         close = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
         self.close_time = close
 
@@ -136,6 +138,8 @@ class EventBook:
         now_ms: int,
     ) -> tuple[int, Any]:
         """``(status, body)`` of ``GET /events/{ticker}``: markets nested or beside."""
+        if ticker in self.failures:
+            return self.failures[ticker], error_body("internal", f"event lookup failed: {ticker}")
         event = self.events.get(ticker)
         if event is None:
             return rest_event(ticker, every, now_ms)

@@ -14,7 +14,7 @@ from typing import Any
 
 from watcher.kalshi.sim.market import SimMarket
 
-__all__ = ["SeriesBook", "rest_event", "series_of"]
+__all__ = ["SeriesBook", "error_body", "rest_event", "series_of"]
 
 
 def series_of(event_ticker: str) -> str:
@@ -51,12 +51,12 @@ class SeriesBook:
     def rest_series(self, ticker: str, markets: Iterable[SimMarket]) -> tuple[int, Any]:
         """``(status, body)`` of ``GET /series/{ticker}``."""
         if ticker in self.failures:
-            return self.failures[ticker], _error("internal", f"series lookup failed: {ticker}")
+            return self.failures[ticker], error_body("internal", f"series lookup failed: {ticker}")
         known = ticker in self.multipliers or any(
             series_of(m.event_ticker) == ticker for m in markets if not m.unknown
         )
         if not known:
-            return 404, _error("not_found", f"series not found: {ticker}")
+            return 404, error_body("not_found", f"series not found: {ticker}")
         body: dict[str, Any] = {
             "ticker": ticker,
             "frequency": "custom",
@@ -81,7 +81,7 @@ def rest_event(event_ticker: str, markets: Iterable[SimMarket], now_ms: int) -> 
     """``(status, body)`` of ``GET /events/{event_ticker}`` (markets beside the event)."""
     members = [m for m in markets if m.event_ticker == event_ticker and not m.unknown]
     if not members:
-        return 404, _error("not_found", f"event not found: {event_ticker}")
+        return 404, error_body("not_found", f"event not found: {event_ticker}")
     event = {
         "event_ticker": event_ticker,
         "series_ticker": series_of(event_ticker),
@@ -96,5 +96,6 @@ def rest_event(event_ticker: str, markets: Iterable[SimMarket], now_ms: int) -> 
     return 200, {"event": event, "markets": [m.rest_market(now_ms) for m in members]}
 
 
-def _error(code: str, message: str) -> dict[str, Any]:
+def error_body(code: str, message: str) -> dict[str, Any]:
+    """Kalshi's error body: ``{"error": {"code": …, "message": …}}``."""
     return {"error": {"code": code, "message": message}}
