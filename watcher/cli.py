@@ -116,6 +116,7 @@ START_OPTIONS = (
     ("digest-at", "HH:MM", "send a daily digest at this local time (rules.yaml timezone)", "off"),
     ("retention-days", "DAYS", "keep ticks/trades/book rows this many days, 0 = forever", "30"),
     ("metrics-port", "PORT", "serve Prometheus /metrics and /healthz on 127.0.0.1:PORT", "off"),
+    ("web", "[HOST:]PORT", "serve the live dashboard (host defaults to 127.0.0.1)", "off"),
 )
 
 
@@ -151,45 +152,6 @@ def start(simulate: bool, write_back: bool | None, **kwargs: Any) -> None:
     }
     settings = _settings(kwargs, simulate=simulate, write_back=write_back, **options)
     click.echo(asyncio.run(run_service(settings)))
-
-
-@cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8765, show_default=True, type=int)
-@click.option(
-    "--public-key",
-    "public_keys",
-    multiple=True,
-    metavar="KEY_ID=PEM",
-    help="verify signatures of this key id against this public key (repeatable)",
-)
-@click.option("--tick-interval", default=0.5, show_default=True, type=float)
-@click.option("-v", "--verbose", count=True)
-def simulate(
-    host: str, port: int, public_keys: tuple[str, ...], tick_interval: float, verbose: int
-) -> None:
-    """Run only the simulated Kalshi exchange (WebSocket + REST) on loopback."""
-    from watcher.kalshi.auth import load_public_key
-    from watcher.kalshi.sim.exchange import run_simulator
-
-    setup_logging(verbose=verbose)
-    keys = {}
-    for item in public_keys:
-        key_id, sep, path = item.partition("=")
-        if not sep:
-            _fail(f"--public-key must be KEY_ID=PEM, but got {item!r}", EXIT_USAGE)
-        with open(path, "rb") as fh:
-            keys[key_id] = load_public_key(fh.read())
-    click.echo(
-        f"simulated exchange: ws://{host}:{port}/trade-api/ws/v2 "
-        f"and http://{host}:{port}/trade-api/v2 (Ctrl-C to stop)"
-    )
-    try:
-        asyncio.run(
-            run_simulator(host, port, public_keys=keys or None, tick_interval=tick_interval)
-        )
-    except KeyboardInterrupt:
-        pass
 
 
 @cli.command()

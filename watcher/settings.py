@@ -58,7 +58,12 @@ ENV_VARS = {
     "WATCHER_RETENTION_DAYS": "days of ticks/trades/book rows kept; 0 keeps all (default 30)",
     "WATCHER_WRITE_BACK": "1 writes settlements back into trades.json (default 0)",
     "WATCHER_METRICS_PORT": "serve /metrics and /healthz on 127.0.0.1:PORT (default off)",
+    "WATCHER_WEB": "serve the dashboard on [HOST:]PORT (default off; host 127.0.0.1)",
+    "WATCHER_WEB_TOKEN": "token the dashboard asks for; required to bind a non-loopback host",
 }
+
+#: Hosts the dashboard may bind without a token: this machine only.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 _CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
 _TRUE = frozenset({"1", "true", "yes", "on"})
@@ -81,6 +86,8 @@ class Settings:
         retention_days: days of market data kept; 0 keeps everything.
         write_back: write settlements (status, result, P&L, time) back into trades.json.
         metrics_port: loopback port for ``/metrics`` and ``/healthz``, or None (off).
+        web: ``(host, port)`` the dashboard binds, or None (off).
+        web_token: the token every dashboard request must carry (never shown).
     """
 
     trades_path: Path
@@ -101,6 +108,8 @@ class Settings:
     retention_days: int = DEFAULT_RETENTION_DAYS
     write_back: bool = False
     metrics_port: int | None = None
+    web: tuple[str, int] | None = None
+    web_token: str | None = field(default=None, repr=False)
 
     @property
     def database(self) -> str:
@@ -131,9 +140,10 @@ def settings_from_env(
     retention_days: str | None = None,
     write_back: bool | None = None,
     metrics_port: str | None = None,
+    web: str | None = None,
 ) -> Settings:
-    """Resolve paths and options (option, then WATCHER_* variable, then default) and Kalshi
-    settings.
+    """Resolve paths and options (option, then WATCHER_* variable, then default), Kalshi's
+    settings and the dashboard's.
 
     Raises:
         SettingsError: an option or variable has an unusable value (the message names it).
@@ -141,9 +151,7 @@ def settings_from_env(
     env = dict(os.environ if environ is None else environ)
     pick = _Picker(env)
     return Settings(
-        trades_path=Path(trades or env.get("WATCHER_TRADES") or "trades.json"),
-        rules_path=Path(rules or env.get("WATCHER_RULES") or "rules/rules.yaml"),
-        db_path=_database(db or env.get("WATCHER_DB") or "data/watcher.db"),
+        **_paths(env, trades=trades, rules=rules, db=db),
         simulate=simulate,
         env=env,
         **_kalshi_settings(env),
@@ -156,7 +164,41 @@ def settings_from_env(
         retention_days=pick.days("retention-days", retention_days, DEFAULT_RETENTION_DAYS),
         write_back=pick.flag("write-back", write_back),
         metrics_port=pick.port("metrics-port", metrics_port),
+        **_web_settings(pick, web),
     )
+
+
+def _web_settings(pick: _Picker, option: str | None) -> dict[str, Any]:
+    """``--web [HOST:]PORT`` (else ``WATCHER_WEB``) and ``WATCHER_WEB_TOKEN``.
+
+    Raises:
+        SettingsError: the address is malformed, or it is not a loopback host and no token is set.
+    """
+    text, source = pick.raw("web", option)
+    token = pick.env.get("WATCHER_WEB_TOKEN") or None
+    if text is None or text.strip().lower() in ("off", "none", ""):
+        return {"web": None, "web_token": token}
+    host, _, port = text.strip().rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise SettingsError(f"{source} must be [HOST:]PORT (port 0-65535), but got {text!r}")
+    if host not in LOOPBACK_HOSTS and token is None:
+        raise SettingsError(
+            f"{source} binds {host}, which other machines can reach: set WATCHER_WEB_TOKEN to a"
+            " secret every request must carry, or bind 127.0.0.1"
+        )
+    return {"web": (host, int(port)), "web_token": token}
+
+
+def _paths(
+    env: Mapping[str, str], *, trades: str | None, rules: str | None, db: str | None
+) -> dict[str, Any]:
+    """``--trades``, ``--rules`` and ``--db``, else their WATCHER_* variables, else defaults."""
+    return {
+        "trades_path": Path(trades or env.get("WATCHER_TRADES") or "trades.json"),
+        "rules_path": Path(rules or env.get("WATCHER_RULES") or "rules/rules.yaml"),
+        "db_path": _database(db or env.get("WATCHER_DB") or "data/watcher.db"),
+    }
 
 
 def _database(value: str) -> Path | str:
@@ -182,6 +224,8 @@ def _kalshi_settings(env: Mapping[str, str]) -> dict[str, Any]:
 
 class _Picker:
     """Reads ``--NAME`` else ``WATCHER_NAME``; errors say which of the two was wrong."""
+
+    env: Mapping[str, str]
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env

@@ -1,4 +1,4 @@
-"""The command groups defined outside :mod:`watcher.cli`, which registers them all at once.
+"""Commands defined outside :mod:`watcher.cli`, which registers them all at once.
 
 ``cli.py`` stays within the 400-line module limit that way: a new group is a module of
 ``ops/`` and one entry here.
@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from watcher.ops.dbcopy import db_group
 from watcher.ops.paper_cli import paper_group
+from watcher.ops.sim_cli import simulate
 
 __all__ = ["GROUPS"]
 
-#: ``watcher db`` (ops.dbcopy) and ``watcher paper`` (ops.paper_cli).
-GROUPS = [db_group, paper_group]
+#: ``watcher db`` (ops.dbcopy), ``paper`` (ops.paper_cli) and ``simulate`` (ops.sim_cli).
+GROUPS = [db_group, paper_group, simulate]

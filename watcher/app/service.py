@@ -1,4 +1,4 @@
-"""Composition root: feed → queue → pipeline (state, rules, outbox) and store; lifecycle.
+"""One active run of the watcher: feed → queue → pipeline (state, rules, outbox) and store.
 
 ``watcher start`` builds a :class:`Service` from :class:`~watcher.settings.Settings` and runs it
 until SIGINT/SIGTERM. The receive loop only decodes and enqueues; the pipeline task does the rest.
@@ -17,30 +17,27 @@ from typing import Any
 
 from watcher import __version__
 from watcher.domain.positions import Portfolio
-from watcher.domain.trades_file import load_positions
 from watcher.kalshi.client import KalshiWebSocketClient
 from watcher.kalshi.rest import KalshiRestClient
+from watcher.ops.health import LiveHealth
 from watcher.ops.metrics import Metrics, bind_service, open_deliveries
 from watcher.ops.server import (
     Health,
     MetricsServer,
     feed_health,
-    open_standby_server,
-    serve_standby,
     store_health,
 )
 from watcher.ops.summary import run_summary
-from watcher.rules import RulesConfig, load_rules
+from watcher.rules import RulesConfig
 from watcher.rules.session import CLOCK_INTERVAL
 from watcher.service.catchup import catch_up_after_connect
 from watcher.service.desk import open_desk
 from watcher.service.endpoint import Endpoint, Mode, open_endpoint
 from watcher.service.jobs import Jobs
 from watcher.service.keyless import MarketPoller
-from watcher.service.leadership import Leadership, Role, open_leadership
+from watcher.service.leadership import Leadership
 from watcher.service.paper import PaperDesk
 from watcher.service.pipeline import Pipeline
-from watcher.service.process import collector_tuned, stop_on_signals
 from watcher.service.reload import ConfigWatcher
 from watcher.service.store_alarm import StoreAlarm, close_store
 from watcher.service.subscriptions import FEED_CHANNELS, resubscribe
@@ -50,7 +47,7 @@ from watcher.settings import Settings
 from watcher.store import open_backend
 from watcher.store.ports import TickSink
 
-__all__ = ["FEED_CHANNELS", "Endpoint", "Mode", "Service", "open_endpoint", "run_service"]
+__all__ = ["FEED_CHANNELS", "Endpoint", "Mode", "Service", "open_endpoint"]
 
 logger = logging.getLogger("watcher.app")
 
@@ -108,6 +105,8 @@ class Service:
         self.config = self._make_config_watcher()
         self.metrics = self._make_metrics()
         self.metrics_server: MetricsServer | None = None
+        #: The paper desk while the service runs (rules' closes, the faces' paper orders).
+        self.desk: PaperDesk | None = None
 
     def __repr__(self) -> str:
         where = self.endpoint.api_url if self.client is None else self.endpoint.ws_url
@@ -138,7 +137,8 @@ class Service:
             await self.store.start()
             stack.push_async_callback(self._close_store)
             await stack.enter_async_context(self.pipeline)
-            self.pipeline.closer = await stack.enter_async_context(self._open_desk())
+            self.desk = await stack.enter_async_context(self._open_desk())
+            self.pipeline.closer = self.desk
             await self._serve_metrics(stack, server)
             feed = None
             await self.watchlist.start()  # the positions' subscriptions, then the events'
@@ -161,6 +161,26 @@ class Service:
                 lost = leadership is not None and leadership.lost.is_set()
                 await self._shutdown(feed, work, *others, drain=not lost)
         return self.summary()
+
+    def live_health(self) -> LiveHealth:
+        """The counters only this process knows, for the faces."""
+        stats, polls = self.client.stats if self.client else None, self.poller.stats
+        last = self._last_data_at()
+        connected = self.client.is_connected if self.client else last is not None
+        return LiveHealth(
+            mode=str(self.endpoint.mode),
+            connected=connected,
+            last_message_age_s=None if last is None else max(0.0, time.monotonic() - last),
+            messages=stats.messages if stats else polls.ticks + polls.trades,
+            reconnects=stats.reconnects if stats else 0,
+            sequence_gaps=stats.sequence_gaps if stats else 0,
+            store_queue=self.store.stats.queue_depth,
+            store_errors=self.store.stats.errors,
+            alerts_fired=self.pipeline.alerts_fired,
+            alerts_suppressed=self.pipeline.alerts_suppressed,
+            role="active" if self.instance else "single",
+            instance=self.instance,
+        )
 
     def summary(self) -> str:
         """The one line logged when the service stops."""
@@ -351,50 +371,3 @@ class Service:
         for task in others:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-
-async def run_service(
-    settings: Settings, *, stop: asyncio.Event | None = None, **options: Any
-) -> str:
-    """Load config, connect, and run until SIGINT/SIGTERM (or ``stop``). Returns the summary."""
-    portfolio = load_positions(settings.trades_path)
-    rules = load_rules(settings.rules_path, env=settings.env)
-    for warning in rules.warnings:
-        logger.warning("%s", warning)
-    stop = stop or asyncio.Event()
-    async with contextlib.AsyncExitStack() as stack:
-        stack.enter_context(collector_tuned())
-        leadership = await stack.enter_async_context(open_leadership(settings.db_path))
-        endpoint = await _open_endpoint(stack, settings)
-        async with stop_on_signals(stop):
-            server = await open_standby_server(stack, settings.metrics_port, leadership)
-            summary = "stopped: standing by, never active"
-            while await leadership.wait_active(stop):
-                service = Service(
-                    settings,
-                    portfolio=portfolio,
-                    rules=rules,
-                    endpoint=endpoint,
-                    client_options=options or None,
-                    instance=leadership.lock.me if leadership.shared else None,
-                )
-                summary = await service.run(stop, leadership=leadership, server=server)
-                if leadership.role is Role.ACTIVE or stop.is_set():
-                    break  # stopped (SIGTERM): leaving the stack releases the lock at once
-                portfolio, rules = service.pipeline.portfolio, service.pipeline.rules
-                serve_standby(server, leadership)
-    logger.info("%s", summary)
-    return summary
-
-
-async def _open_endpoint(stack: contextlib.AsyncExitStack, settings: Settings) -> Endpoint:
-    return await open_endpoint(
-        stack,
-        simulate=settings.simulate,
-        ws_url=settings.ws_url,
-        api_url=settings.api_url,
-        api_key_id=settings.api_key_id,
-        private_key_path=settings.private_key_path,
-        private_key_password=settings.private_key_password,
-        poll_interval=settings.poll_interval,
-    )
