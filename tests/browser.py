@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 CHROMIUM = Path(os.environ.get("WATCHER_TEST_CHROMIUM", "/usr/bin/chromium"))
+HAVE_CHROMIUM = CHROMIUM.exists()
 #: Flags that work as root in a container without a display (field-notes.md).
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -29,7 +30,7 @@ CHROMIUM_ARGS = [
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
     """A Chromium browser, closed after the test."""
-    if not os.path.exists(CHROMIUM):
+    if not HAVE_CHROMIUM:
         reason = f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)"
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(reason)
