@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -14,7 +15,7 @@ from watcher.domain.market import Markets
 from watcher.domain.positions import Portfolio
 from watcher.kalshi.fixed import cents_to_micros
 from watcher.rules import RulesConfig, RuleState, StateKey, TickEvent, evaluate, parse_rules
-from watcher.rules.event_checks import Basket, Leg, basket_text, leg_fee
+from watcher.rules.event_checks import Basket, Leg, arbitrage_baskets, basket_text, leg_fee
 
 NY = ZoneInfo("America/New_York")
 T0 = int(datetime(2026, 1, 15, 12, tzinfo=NY).timestamp()) * 1000
@@ -24,6 +25,11 @@ RATE = Decimal("0.07")
 
 def c(cents: float | str) -> int:
     return cents_to_micros(str(cents))
+
+
+def k(contracts: int) -> int:
+    """Contracts in micro-contracts, as market state keeps sizes."""
+    return contracts * 1_000_000
 
 
 def rules(*lines: str, head: str = "") -> RulesConfig:
@@ -65,13 +71,32 @@ class Harness:
         self.markets = Markets()
         self.states: dict[StateKey, RuleState] = {}
 
-    def quote(self, ticker: str, yes_bid: float | None, yes_ask: float | None, at: int = T0):
+    def quote(
+        self,
+        ticker: str,
+        yes_bid: float | None,
+        yes_ask: float | None,
+        at: int = T0,
+        sizes: tuple[int | None, int | None] = (None, None),
+    ):
         bid = None if yes_bid is None else c(yes_bid)
         ask = None if yes_ask is None else c(yes_ask)
-        self.markets.apply_ticker(ticker, at, bid, ask, None)
+        bid_size, ask_size = (None if n is None else n * 1_000_000 for n in sizes)
+        self.markets.apply_ticker(
+            ticker, at, bid, ask, None, yes_bid_size=bid_size, yes_ask_size=ask_size
+        )
 
-    def tick(self, ticker: str, yes_bid=None, yes_ask=None, *, at: int = T0) -> list[Alert]:
-        self.quote(ticker, yes_bid, yes_ask, at)
+    def tick(
+        self,
+        ticker: str,
+        yes_bid=None,
+        yes_ask=None,
+        *,
+        at: int = T0,
+        sizes: tuple[int | None, int | None] = (None, None),
+    ) -> list[Alert]:
+        """Quote ``ticker`` (``sizes``: contracts at the YES bid and ask) and evaluate."""
+        self.quote(ticker, yes_bid, yes_ask, at, sizes)
         decision = evaluate(
             self.config,
             Portfolio(()),
@@ -223,6 +248,110 @@ def test_fee_rounding_is_the_only_thing_between_a_1c_gross_edge_and_an_alert():
     assert "edge 1¢" in alert.body
 
 
+# the series' fee_multiplier (GET /series/{t}), carried by the event
+
+
+def priced(event: EventInfo, multiplier: str) -> EventInfo:
+    return dataclasses.replace(event, fee_multiplier=Decimal(multiplier))
+
+
+@pytest.mark.parametrize(
+    ("multiplier", "expected"),
+    [
+        # NO asks 60 + 65 + 68 = 193¢: 7¢ under $2.00 before fees.
+        ("1", "edge 1¢"),  # fees 1.68 / 1.59 / 1.52¢ → 2 + 2 + 2 = 6¢
+        ("0.5", "edge 4¢"),  # 0.84 / 0.80 / 0.76¢ → 1 + 1 + 1 = 3¢
+        ("0", "edge 7¢"),  # a fee-free series
+        ("2", None),  # 3.36 / 3.19 / 3.05¢ → 4 + 4 + 4 = 12¢: the 1¢ edge is gone (−5¢)
+    ],
+)
+def test_the_series_fee_multiplier_scales_every_legs_fee(multiplier, expected):
+    event = priced(me_event(), multiplier)
+    h = Harness(rules(ARB), event)
+    alerts = quote_all(h, event, [40, 35, 32], [42, 37, 34])
+    if expected is None:
+        assert alerts == []
+        [basket] = arbitrage_baskets(event, h.markets, RATE)  # evaluated, and short
+        assert basket.edge == -c(5)
+        return
+    [alert] = alerts
+    assert expected in alert.body
+    assert ("fee_multiplier" in alert.body) is (multiplier != "1")
+
+
+def test_a_fee_multiplier_turns_a_ladder_edge_into_none():
+    """YES T50 40¢ + NO T60 50¢ = 90¢: 6¢ after 2 + 2¢ of fees, −2¢ after 6 + 6¢ at ×3."""
+    for multiplier, fired in (("1", True), ("3", False)):
+        event = priced(ladder_event(), multiplier)
+        h = Harness(rules("{name: ladder, type: ladder, min_edge_cents: 1}"), event)
+        assert bool(quote_all(h, event, [38, 50, 20], [40, 52, 22])) is fired
+
+
+def test_the_alert_names_a_multiplier_that_is_not_1():
+    event = priced(me_event(), "0.5")
+    h = Harness(rules(ARB), event)
+    [alert] = quote_all(h, event, [40, 35, 32], [42, 37, 34])
+    assert alert.body.endswith(
+        "NO KXWIN-26-C 68¢ + 1¢ fee · fees × 0.5 (the series' fee_multiplier)"
+    )
+
+
+# depth: the sizes at the touch the ticker channel gives
+
+
+def test_the_depth_is_the_least_size_at_the_legs_prices():
+    """A NO leg at $1 − YES bid takes the YES bid's size; a YES leg the YES ask's. A price
+    given without its size makes that depth unknown again."""
+    event = me_event()
+    h = Harness(
+        rules("{name: arb, type: event_arbitrage, min_edge_cents: 1, rearm_cents: 1}"), event
+    )
+    assert h.tick("KXWIN-26-A", 45, 47, sizes=(40, 7)) == []
+    assert h.tick("KXWIN-26-B", 40, 42, sizes=(25, 9)) == []
+    [alert] = h.tick("KXWIN-26-C", 30, 32, sizes=(60, 1))
+    assert "edge 9¢ after fees for 1 contract per leg (depth allows 25 each)" in alert.body
+    state = h.markets["KXWIN-26-B"]
+    assert (state.yes_bid_size, state.yes_ask_size) == (k(25), k(9))
+    h.tick("KXWIN-26-C", 20, 22, at=T0 + 1, sizes=(60, 1))  # edge gone (−1¢): re-armed
+    [again] = h.tick("KXWIN-26-C", 30, 32, at=T0 + 2)  # a price without its size
+    assert "(depth unknown)" in again.body
+
+    ladder = ladder_event()
+    h = Harness(rules(LADDER), ladder)
+    h.tick("KXHIGH-26-T70", 20, 22, sizes=(1, 1))  # T70 is in no mispriced pair
+    h.tick("KXHIGH-26-T50", 38, 40, sizes=(3, 12))
+    [alert] = h.tick("KXHIGH-26-T60", 50, 52, sizes=(5, 2))
+    # YES T50 at its ask (12 shown) + NO T60 at $1 − its bid (5 shown at the bid): 5 each.
+    assert "(depth allows 5 each)" in alert.body
+
+
+def test_a_ticker_frame_carries_its_sizes_into_the_alert():
+    """Through the live boundary: ticker frames → TickEvent (sizes in micro-contracts) → the
+    session's market view → the basket's size."""
+    from watcher.kalshi.messages import Ticker, TickerMsg
+    from watcher.rules.feed import tick_event
+    from watcher.rules.session import Session
+
+    event = me_event()
+    session = Session(rules=rules(ARB), portfolio=Portfolio(()), events={"KXWIN-26": event})
+    alerts: list[Alert] = []
+    for market, bid, size in zip(
+        event.markets, (45, 40, 30), ("120.00", "35.00", "64.00"), strict=True
+    ):
+        msg = TickerMsg(
+            market_ticker=market.ticker,
+            price_dollars=Decimal(bid) / 100,
+            yes_bid_dollars=Decimal(bid) / 100,
+            yes_ask_dollars=Decimal(bid + 2) / 100,
+            yes_bid_size_fp=Decimal(size),
+            yes_ask_size_fp=Decimal("1.00"),
+            ts_ms=T0,
+        )
+        alerts += session.step(tick_event(Ticker(sid=1, msg=msg), T0), T0).alerts
+    [alert] = alerts
+    assert "edge 9¢ after fees for 1 contract per leg (depth allows 35 each)" in alert.body
+
+
 # ladder
 
 
@@ -282,21 +411,24 @@ def test_the_decision_step_runs_event_rules_on_a_watch_only_market():
 
 
 @pytest.mark.parametrize(
-    ("watch", "warned"),
-    [("", True), ("watch: {events: [KXWIN-26]}\n", False), ("watch: {series: [KXWIN]}\n", False)],
+    "watch", ["", "watch: {events: [KXWIN-26]}\n", "watch: {series: [KXWIN]}\n"]
 )
-def test_an_event_rule_without_watched_events_is_warned_about(watch: str, warned: bool) -> None:
-    """An event rule applies to watched events: without a `watch:` section `watcher check` and
-    the service say it applies to no market; with one, nothing is said."""
+def test_an_event_rule_is_never_said_to_apply_to_no_market(watch: str) -> None:
+    """Event rules wait for watched events: with or without a `watch:` section neither
+    `watcher check` nor the service warns about them (the shipped rules.yaml has them on, for
+    --simulate); a market rule whose globs match nothing still is warned about."""
     from watcher.rules.coverage import unmatched_rules
 
     config = parse_rules(
-        f"version: 1\n{watch}rules:\n  - {{name: arb, type: event_arbitrage, min_edge_cents: 1}}\n",
+        f"version: 1\n{watch}rules:\n"
+        "  - {name: arb, type: event_arbitrage, min_edge_cents: 1}\n"
+        "  - {name: steps, type: ladder, min_edge_cents: 1}\n"
+        "  - {name: cpi, type: spread, max_cents: 2, markets: [KXCPI-*]}\n",
         env={},
     )
     warnings = unmatched_rules(config, Portfolio(path="trades.json", positions=()))
-    assert bool(warnings) is warned
-    assert not warned or "no event or series is watched" in warnings[0]
+    (warning,) = warnings
+    assert warning.endswith(": rule 'cpi' applies to no market (markets: KXCPI-*)")
 
 
 # replay: the stored event expansion makes the event rules fire over the recorded ticks
@@ -304,7 +436,8 @@ def test_an_event_rule_without_watched_events_is_warned_about(watch: str, warned
 
 def test_replay_finds_the_event_arbitrage_of_a_stored_event(tmp_path, capsys):
     """A store with an event written (no position in it) and ticks that make its all-NO basket
-    cheap: `watcher replay` goes over the event's markets and prints the event_arbitrage alert;
+    cheap: `watcher replay` goes over the event's markets and prints the event_arbitrage alert
+    (with the depth the stored sizes allow);
     `watcher status` lists the event after the (no) positions."""
     import asyncio
     import json
@@ -320,13 +453,15 @@ def test_replay_finds_the_event_arbitrage_of_a_stored_event(tmp_path, capsys):
         sink = open_backend(db).tick_sink()
         await sink.start()
         await sink.write_events([event])
-        quotes = zip(event.markets, [45, 40, 30], [47, 42, 32], strict=True)
-        for i, (market, bid, ask) in enumerate(quotes):
+        quotes = zip(event.markets, [45, 40, 30], [47, 42, 32], [30, 20, 50], strict=True)
+        for i, (market, bid, ask, size) in enumerate(quotes):
             msg = TickerMsg(
                 market_ticker=market.ticker,
                 price_dollars=Decimal(bid) / 100,
                 yes_bid_dollars=Decimal(bid) / 100,
                 yes_ask_dollars=Decimal(ask) / 100,
+                yes_bid_size_fp=Decimal(size),
+                yes_ask_size_fp=Decimal(1),
                 ts_ms=T0 + i * 1000,
             )
             await sink.put(Ticker(sid=1, msg=msg), T0 + i * 1000)
@@ -340,6 +475,7 @@ def test_replay_finds_the_event_arbitrage_of_a_stored_event(tmp_path, capsys):
     out = capsys.readouterr()
     (line,) = out.out.splitlines()
     assert "[" in line and "arb:" in line and "KXWIN-26" in line and "edge 9¢" in line
+    assert "(depth allows 20 each)" in line  # the stored sizes, as live
     assert "of 3 markets" in out.err and "1 alerts" in out.err
     assert main(["status", *args, "--db", str(db)]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -219,6 +219,8 @@ def test_frames_become_events_with_micro_prices_and_the_frames_own_time() -> Non
         480_000,
         volume=33_896_000_000,  # cumulative contracts × 1,000,000 (volume_spike)
         open_interest=20_422_000_000,
+        yes_bid_size=300_000_000,  # contracts at the YES bid and ask (the event rules' depth)
+        yes_ask_size=150_000_000,
     )
     trade = frame("trade.json")
     assert isinstance(trade, m.Trade)

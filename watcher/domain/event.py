@@ -4,7 +4,8 @@ An event groups markets (design.md §13, kalshi-protocol.md §14). ``mutually_ex
 at most one of its markets can resolve YES — not that exactly one will — so an all-NO basket of
 N markets pays at least $(N − 1), while an all-YES basket is riskless only when the event is
 also exhaustive (a rule has to say so). Threshold markets of one quantity carry ``strike_type``
-(``greater``, ``less``, ``between``, …) with ``floor_strike`` / ``cap_strike``.
+(``greater``, ``less``, ``between``, …) with ``floor_strike`` / ``cap_strike``. Kalshi's taker
+fee on the event's markets is scaled by its series' ``fee_multiplier`` (``GET /series/{t}``).
 
 Pure values: built from REST by the service, stored by the store, read by the rules.
 """
@@ -48,6 +49,8 @@ class EventInfo:
         title: the event's title, or None.
         mutually_exclusive: at most one market can resolve YES.
         markets: the event's markets, in Kalshi's order.
+        fee_multiplier: its series' ``fee_multiplier`` (exact; 1 when Kalshi gives none or
+            cannot be asked).
     """
 
     event_ticker: str
@@ -55,6 +58,7 @@ class EventInfo:
     title: str | None
     mutually_exclusive: bool
     markets: tuple[EventMarket, ...]
+    fee_multiplier: Decimal = Decimal(1)
 
     @property
     def tickers(self) -> tuple[str, ...]:

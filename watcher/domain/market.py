@@ -73,6 +73,9 @@ class MarketState:
         history: recent price points, oldest first (see the module docstring).
         volumes: the volume series by key, for markets a ``volume_spike`` rule covers (else
             None).
+        yes_bid_size, yes_ask_size: contracts displayed at the YES bid and ask, micro-contracts
+            (the ``ticker`` channel's ``yes_bid_size_fp`` / ``yes_ask_size_fp``); None when
+            not given. The YES bid's size is also the depth at the NO ask (= $1 − YES bid).
     """
 
     ticker: str
@@ -89,6 +92,8 @@ class MarketState:
     settlement_value_micros: int | None = None
     history: deque[PricePoint] = field(default_factory=lambda: deque(maxlen=MAX_HISTORY))
     volumes: dict[VolumeKey, VolumeSeries] | None = None
+    yes_bid_size: int | None = None
+    yes_ask_size: int | None = None
 
     def price_at(self, ts_ms: int) -> PricePoint | None:
         """The newest point at or before ``ts_ms``; the oldest point if all are newer; None if
@@ -164,12 +169,15 @@ class Markets:
         yes_last: int | None,
         volume: int | None = None,
         open_interest: int | None = None,
+        yes_bid_size: int | None = None,
+        yes_ask_size: int | None = None,
     ) -> MarketState:
         """Apply a ticker update. None leaves a price as it was.
 
         An update older than the newest one applied is ignored (ticker frames have no ``seq``).
         ``volume`` and ``open_interest`` (cumulative, micro-units) feed the market's volume
-        series, if it keeps any.
+        series, if it keeps any. A size (micro-contracts) belongs to its price: an update that
+        gives the price or the size sets the size (None then means not known).
         """
         state = self._state(ticker)
         if state.last_tick_ms is not None and ts_ms < state.last_tick_ms:
@@ -179,6 +187,10 @@ class Markets:
             state.yes_bid = yes_bid
         if yes_ask is not None:
             state.yes_ask = yes_ask
+        if yes_bid is not None or yes_bid_size is not None:
+            state.yes_bid_size = yes_bid_size
+        if yes_ask is not None or yes_ask_size is not None:
+            state.yes_ask_size = yes_ask_size
         if yes_last is not None:
             state.yes_last = yes_last
         self._record(state, ts_ms)

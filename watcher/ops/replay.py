@@ -316,6 +316,8 @@ def _event(ts: int, kind: str, row: Any) -> Event:
             row.price_e6,
             row.volume_e6,
             row.open_interest_e6,
+            row.yes_bid_size_e6,
+            row.yes_ask_size_e6,
         )
     if kind == "trades":
         return TradeEvent(

@@ -11,9 +11,12 @@ payout has a known floor:
   pays at least $1.
 
 Each leg pays Kalshi's taker fee for one contract, rounded up to the cent per leg
-(:func:`watcher.domain.fees.taker_fee`). The edge is payout − (prices + fees), in integer
-micro-dollars. A leg without a quote (no YES bid for a NO leg, no YES ask for a YES leg) or in a
-market that is not trading means no evaluation: silent, state unchanged.
+(:func:`watcher.domain.fees.taker_fee`), scaled by the series' ``fee_multiplier`` the event
+carries. The edge is payout − (prices + fees), in integer micro-dollars. A leg's displayed
+depth is the size at the touch the ``ticker`` channel (and REST) gives: a NO leg at NO ask =
+$1 − YES bid takes the YES bid's size, a YES leg the YES ask's; a basket's size is its least
+leg's. A leg without a quote (no YES bid for a NO leg, no YES ask for a YES leg) or in a market
+that is not trading means no evaluation: silent, state unchanged.
 
 Event rules keep one state per event (scope: the event ticker) with :func:`step`'s hysteresis.
 Pure: no I/O.
@@ -33,7 +36,14 @@ from watcher.domain.event import EventInfo, EventMarket
 from watcher.domain.fees import taker_fee
 from watcher.domain.market import Markets, MarketState
 from watcher.domain.positions import Side
-from watcher.kalshi.fixed import DOLLAR, MICROS_PER_UNIT, format_cents, format_dollars, to_micros
+from watcher.kalshi.fixed import (
+    DOLLAR,
+    MICROS_PER_UNIT,
+    format_cents,
+    format_dollars,
+    micros_to_decimal,
+    to_micros,
+)
 from watcher.rules.events import TickEvent
 from watcher.rules.kinds import EventArbitrageRule, EventRule, LadderRule
 from watcher.rules.model import RulesConfig
@@ -103,30 +113,38 @@ class Basket:
         return min(size for size in sizes if size is not None)
 
 
-def leg_fee(price: int, rate: Decimal) -> int:
-    """The taker fee of one contract at ``price`` micro-dollars, rounded up to the cent."""
-    return to_micros(taker_fee(_ONE, Decimal(price) / MICROS_PER_UNIT, rate=rate))
+@lru_cache(maxsize=4096)
+def leg_fee(price: int, rate: Decimal, multiplier: Decimal = _ONE) -> int:
+    """The taker fee of one contract at ``price`` micro-dollars, rounded up to the cent
+    (``multiplier``: the series' ``fee_multiplier``)."""
+    dollars = Decimal(price) / MICROS_PER_UNIT
+    return to_micros(taker_fee(_ONE, dollars, rate=rate, multiplier=multiplier))
 
 
-def _leg(market: MarketState | None, side: Side, rate: Decimal, label: str = "") -> Leg | None:
-    """The leg of ``side`` in ``market`` at its ask, or None without a usable quote."""
+def _leg(
+    market: MarketState | None, side: Side, fee: tuple[Decimal, Decimal], label: str = ""
+) -> Leg | None:
+    """The leg of ``side`` in ``market`` at its ask, or None without a usable quote.
+
+    ``fee`` is (rate, multiplier); the leg's size is the depth at that ask, if known.
+    """
     if market is None or market.status in _NOT_TRADING:
         return None
     quote = market.yes_bid if side == "NO" else market.yes_ask
     if quote is None or not 0 < quote < DOLLAR:
         return None
     price = DOLLAR - quote if side == "NO" else quote
-    # MarketState does not carry the sizes at the touch yet; read them if it ever does.
-    size = getattr(market, "yes_bid_size" if side == "NO" else "yes_ask_size", None)
-    return Leg(market.ticker, side, price, leg_fee(price, rate), size, label)
+    depth = market.yes_bid_size if side == "NO" else market.yes_ask_size
+    size = None if depth is None else micros_to_decimal(depth)
+    return Leg(market.ticker, side, price, leg_fee(price, *fee), size, label)
 
 
 def _legs(
-    markets: Markets, tickers: Iterable[str], side: Side, rate: Decimal
+    markets: Markets, tickers: Iterable[str], side: Side, fee: tuple[Decimal, Decimal]
 ) -> tuple[Leg, ...] | None:
     legs: list[Leg] = []
     for ticker in tickers:
-        leg = _leg(markets.get(ticker), side, rate)
+        leg = _leg(markets.get(ticker), side, fee)
         if leg is None:
             return None
         legs.append(leg)
@@ -142,11 +160,12 @@ def arbitrage_baskets(
     if not event.mutually_exclusive or len(tickers) < 2:
         return []
     found: list[Basket] = []
-    no_legs = _legs(markets, tickers, "NO", rate)
+    fee = (rate, event.fee_multiplier)
+    no_legs = _legs(markets, tickers, "NO", fee)
     if no_legs is not None:
         found.append(Basket("no", no_legs, (len(tickers) - 1) * DOLLAR, "no"))
     if exhaustive:
-        yes_legs = _legs(markets, tickers, "YES", rate)
+        yes_legs = _legs(markets, tickers, "YES", fee)
         if yes_legs is not None:
             found.append(Basket("yes", yes_legs, DOLLAR, "yes"))
     return found
@@ -171,6 +190,7 @@ def ladder_baskets(event: EventInfo, markets: Markets, rate: Decimal) -> list[Ba
     "below a". Only markets with the same close time and strike type are compared.
     """
     found: list[Basket] = []
+    fee = (rate, event.fee_multiplier)
     for (kind, _), rungs in _rungs(event).items():
         word = "above" if kind == "greater" else "below"
         for strike_a, wide in rungs:
@@ -178,8 +198,8 @@ def ladder_baskets(event: EventInfo, markets: Markets, rate: Decimal) -> list[Ba
                 wider = strike_a < strike_b if kind == "greater" else strike_a > strike_b
                 if not wider:
                     continue
-                yes = _leg(markets.get(wide.ticker), "YES", rate, f"{word} {strike_a}")
-                no = _leg(markets.get(narrow.ticker), "NO", rate, f"{word} {strike_b}")
+                yes = _leg(markets.get(wide.ticker), "YES", fee, f"{word} {strike_a}")
+                no = _leg(markets.get(narrow.ticker), "NO", fee, f"{word} {strike_b}")
                 if yes is not None and no is not None:
                     tag = f"ladder:{wide.ticker}|{narrow.ticker}"
                     found.append(Basket("ladder", (yes, no), DOLLAR, tag))
@@ -191,7 +211,8 @@ def _money(micros: int) -> str:
 
 
 def basket_text(event: EventInfo, basket: Basket) -> str:
-    """The alert text: the event, every leg with its price and fee, the edge, the depth."""
+    """The alert text: the event, every leg with its price and fee, the edge, the depth (and
+    the series' fee multiplier when it is not 1)."""
     legs = ", ".join(
         f"{leg.side} {leg.ticker}{f' ({leg.label})' if leg.label else ''} "
         f"{format_cents(leg.price)} + {format_cents(leg.fee)} fee"
@@ -206,10 +227,12 @@ def basket_text(event: EventInfo, basket: Basket) -> str:
         what = "ladder inverted: YES of the wider threshold + NO of the narrower"
     size = basket.size
     depth = "depth unknown" if size is None else f"depth allows {contracts_text(size)} each"
+    scaled = event.fee_multiplier
+    fees = "" if scaled == _ONE else f" · fees × {scaled} (the series' fee_multiplier)"
     return (
         f"{event.event_ticker}: {what} costs {_money(basket.cost)} with fees and pays at least "
         f"{_money(basket.payout)}: edge {_money(basket.edge)} after fees for 1 contract per leg"
-        f" ({depth}) · legs: {legs}"
+        f" ({depth}) · legs: {legs}{fees}"
     )
 
 

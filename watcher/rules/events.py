@@ -18,8 +18,10 @@ __all__ = ["ClockEvent", "Event", "LifecycleEvent", "TickEvent", "TradeEvent"]
 @dataclass(frozen=True, slots=True)
 class TickEvent:
     """A ticker update: the YES quote and last price at ``ts_ms`` (None leaves a price as it
-    was), and the market's cumulative volume and open interest in micro-contracts (None when
-    not given; ``volume_spike`` reads them). Price rules run; ``stale`` may recover."""
+    was), the market's cumulative volume and open interest in micro-contracts (None when
+    not given; ``volume_spike`` reads them), and the contracts displayed at the YES bid and
+    ask in micro-contracts (None when not given; the event rules' depth). Price rules run;
+    ``stale`` may recover."""
 
     ticker: str
     ts_ms: int
@@ -28,6 +30,8 @@ class TickEvent:
     yes_last: int | None = None
     volume: int | None = None
     open_interest: int | None = None
+    yes_bid_size: int | None = None
+    yes_ask_size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,10 @@ __all__ = ["lifecycle_event", "tick_event", "trade_event"]
 
 def tick_event(frame: m.Ticker, fallback_ms: int) -> TickEvent:
     """The ``ticker`` frame as a :class:`TickEvent` (YES bid, ask and last in micro-dollars;
-    cumulative volume and open interest in micro-contracts)."""
+    cumulative volume, open interest and the sizes at the bid and ask in micro-contracts)."""
     msg = frame.msg
     volume, interest = msg.volume_fp, msg.open_interest_fp
+    bid_size, ask_size = msg.yes_bid_size_fp, msg.yes_ask_size_fp
     return TickEvent(
         msg.market_ticker,
         m.timestamp_ms(msg.ts_ms, msg.ts, frame.sending_ts_ms) or fallback_ms,
@@ -28,6 +29,8 @@ def tick_event(frame: m.Ticker, fallback_ms: int) -> TickEvent:
         to_micros(msg.price_dollars),
         None if volume is None else to_micros(volume),
         None if interest is None else to_micros(interest),
+        None if bid_size is None else to_micros(bid_size),
+        None if ask_size is None else to_micros(ask_size),
     )
 
 

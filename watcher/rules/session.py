@@ -52,6 +52,8 @@ def apply_event(markets: Markets, event: Event) -> MarketState | None:
             event.yes_last,
             event.volume,
             event.open_interest,
+            event.yes_bid_size,
+            event.yes_ask_size,
         )
     if isinstance(event, TradeEvent):
         return markets.apply_trade(event.ticker, event.ts_ms, event.yes_price, late=event.late)
@@ -124,6 +126,8 @@ class Session:
                 event.yes_last,
                 event.volume,
                 event.open_interest,
+                event.yes_bid_size,
+                event.yes_ask_size,
             )
         else:
             apply_event(self.markets, event)

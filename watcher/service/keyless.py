@@ -110,7 +110,9 @@ class MarketPoller:
 
     Args:
         rest: the REST client (signed or not: these endpoints are public).
-        tickers: returns the tickers to poll now (the watched positions).
+        tickers: returns the tickers to poll now: every watched market, the positions' and
+            the watched events' (``Pipeline.watched``), so in keyless mode the event rules
+            see the watched events' quotes too.
         on_market: receives each market's metadata.
         on_unknown: called once per ticker Kalshi answers 404 for.
         emit: receives ticker and trade frames; None polls metadata only.

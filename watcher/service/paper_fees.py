@@ -52,10 +52,12 @@ class SeriesFees:
 
     Args:
         rest: Kalshi's REST API (or the simulator's).
+        purpose: what the fees are for, in the log lines (``paper fees``, ``event rule fees``).
     """
 
-    def __init__(self, rest: SeriesSource) -> None:
+    def __init__(self, rest: SeriesSource, *, purpose: str = "paper fees") -> None:
         self.rest = rest
+        self.purpose = purpose
         self._series_of: dict[str, str | None] = {}
         self._multipliers: dict[str, Decimal] = {}
         self._said: set[str] = set()
@@ -76,6 +78,11 @@ class SeriesFees:
         series = self._series_of[ticker]
         if series is None:
             return _ONE
+        return await self.series_multiplier(series)
+
+    async def series_multiplier(self, series: str) -> Decimal:
+        """The ``fee_multiplier`` of the series ``series``; 1 when it cannot be known (also
+        what the event rules use: :mod:`watcher.service.watchlist`)."""
         if series not in self._multipliers:
             try:
                 self._multipliers[series] = await self._ask_multiplier(series)
@@ -106,9 +113,10 @@ class SeriesFees:
             return _ONE
         if found.fee_type not in QUADRATIC_FEE_TYPES:
             logger.info(
-                "series %s has fee_type %r: paper fees use the quadratic formula × %s",
+                "series %s has fee_type %r: %s use the quadratic formula × %s",
                 series,
                 found.fee_type,
+                self.purpose,
                 value,
             )
         logger.debug("series %s: fee_type %s, fee_multiplier %s", series, found.fee_type, value)
@@ -119,4 +127,4 @@ class SeriesFees:
         said = f"{what}: {reason.split(':', 1)[0]}"
         if said not in self._said:
             self._said.add(said)
-            logger.info("paper fees of %s use fee multiplier 1: %s", what, reason)
+            logger.info("%s of %s use fee multiplier 1: %s", self.purpose, what, reason)

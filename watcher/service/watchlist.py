@@ -9,13 +9,25 @@ subscriptions follow on the same connection with ``update_subscription``
 (:func:`~watcher.service.subscriptions.resubscribe`), never by reconnecting.
 
 An event or series that cannot be read keeps what the last expansion found (logged).
+
+Each event carries its series' ``fee_multiplier`` (``GET /series/{t}``, asked once per series
+through :class:`~watcher.service.paper_fees.SeriesFees`, the paper desk's lookup), which the
+event rules apply to every leg's fee. Markets a later expansion adds are seeded for
+``volume_spike`` from the stored ticks before they are subscribed, as the service seeds the
+first ones at start (:mod:`watcher.service.volume_seed`).
+
+Under ``--simulate``, a rules.yaml with an event rule and no ``watch:`` section watches the
+simulator's demo events (a mutually exclusive event and a threshold ladder), said once in the
+log; a ``watch:`` section replaces them. On Kalshi nothing is watched without one, and event
+rules wait (said once at start, at INFO: they are on in the shipped rules.yaml).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Set
 from datetime import datetime
 from typing import Protocol
 
@@ -24,11 +36,15 @@ from watcher.domain.positions import Portfolio
 from watcher.kalshi.client import KalshiWebSocketClient
 from watcher.kalshi.errors import KalshiError
 from watcher.kalshi.rest_bodies import RestEvent, RestMarket
+from watcher.rules.kinds import EventRule
 from watcher.rules.model import RulesConfig, Watch
 from watcher.rules.session import Session
+from watcher.service.paper_fees import SeriesFees, SeriesSource
 from watcher.service.subscriptions import resubscribe, subscribe_watched
+from watcher.service.volume_seed import seed_from_backend
+from watcher.store.ports import Backend
 
-__all__ = ["EventSource", "Watchlist", "event_info", "open_tickers"]
+__all__ = ["EventSource", "Watchlist", "demo_watch", "event_info", "event_rules", "open_tickers"]
 
 logger = logging.getLogger("watcher.watchlist")
 
@@ -36,8 +52,9 @@ logger = logging.getLogger("watcher.watchlist")
 _OPEN = frozenset({"active", "open", "initialized", "unopened"})
 
 
-class EventSource(Protocol):
-    """What the expansion needs of :class:`~watcher.kalshi.rest.KalshiRestClient`."""
+class EventSource(SeriesSource, Protocol):
+    """What the expansion needs of :class:`~watcher.kalshi.rest.KalshiRestClient` (events, and
+    series for their fees)."""
 
     async def get_event(
         self, event_ticker: str, *, with_nested_markets: bool = True
@@ -64,6 +81,8 @@ class WatchHost(Protocol):
 
     def set_watch_only(self, tickers: frozenset[str]) -> None: ...
 
+    def now_ms(self) -> int: ...
+
 
 def event_info(event: RestEvent) -> EventInfo:
     """The service's view of a REST event (markets in Kalshi's order)."""
@@ -74,6 +93,18 @@ def event_info(event: RestEvent) -> EventInfo:
         mutually_exclusive=bool(event.mutually_exclusive),
         markets=tuple(_event_market(market) for market in event.markets),
     )
+
+
+def demo_watch() -> Watch:
+    """The simulator's demo events, as a ``watch`` section (imported only when simulating)."""
+    from watcher.kalshi.sim.events import DEFAULT_EVENTS
+
+    return Watch(events=DEFAULT_EVENTS)
+
+
+def event_rules(rules: RulesConfig) -> list[str]:
+    """The names of the enabled rules about events (``event_arbitrage``, ``ladder``)."""
+    return [rule.name for rule in rules.rules if isinstance(rule, EventRule) and rule.enabled]
 
 
 def open_tickers(events: dict[str, EventInfo]) -> frozenset[str]:
@@ -94,6 +125,10 @@ class Watchlist:
         host: the pipeline (rules in force, watched markets, the decision session).
         client: the WebSocket client whose subscriptions follow; None in keyless mode.
         on_events: called with the events after each expansion (e.g. to store them).
+        backend: the store whose ticks seed ``volume_spike`` for markets added after
+            :meth:`start` (None: not seeded).
+        simulated: the feed is the built-in simulator: without a ``watch:`` section (and with
+            an event rule), watch its demo events.
     """
 
     def __init__(
@@ -102,35 +137,68 @@ class Watchlist:
         host: WatchHost,
         client: KalshiWebSocketClient | None,
         on_events: Callable[[list[EventInfo]], Awaitable[None]] | None = None,
+        *,
+        backend: Backend | None = None,
+        simulated: bool = False,
     ) -> None:
         self.rest, self.host, self.client, self.on_events = rest, host, client, on_events
+        self.backend, self.simulated = backend, simulated
+        self.fees = SeriesFees(rest, purpose="event rule fees")
         self.events: dict[str, EventInfo] = {}
         self._watch: Watch | None = None
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._started = False  # markets added from now on are seeded here
+        self._said_demo = False
 
     def __repr__(self) -> str:
         return f"<Watchlist events={len(self.events)} markets={len(open_tickers(self.events))}>"
 
     async def start(self) -> None:
-        """The first subscriptions (positions, lifecycle), then the first expansion."""
+        """The first subscriptions (positions, lifecycle), then the first expansion (whose
+        markets the service seeds with the positions', :meth:`Pipeline.seed_volume`)."""
         if self.client is not None:
             subscribe_watched(self.client, self.host.portfolio)
         await self.refresh()
+        self._started = True
+        waiting = event_rules(self.host.rules)
+        if waiting and not self.events:
+            logger.info(
+                "event rules %s wait for watched events: list event or series tickers under"
+                " watch: in rules.yaml",
+                ", ".join(repr(name) for name in waiting),
+            )
+
+    def watch_for(self, rules: RulesConfig) -> Watch:
+        """The ``watch`` in force under ``rules``: theirs, else (simulating, with an event rule
+        to show) the demo events."""
+        if rules.watch or not self.simulated or not event_rules(rules):
+            return rules.watch
+        if not self._said_demo:
+            self._said_demo = True
+            logger.info(
+                "rules.yaml has no watch: section: watching the simulator's demo events %s"
+                " (list events or series under watch: to choose others)",
+                ", ".join(demo_watch().events),
+            )
+        return demo_watch()
 
     async def refresh(self) -> None:
         """Expand the ``watch`` in force now and move markets and subscriptions to match."""
         async with self._lock:
-            watch = self.host.rules.watch
+            watch = self.watch_for(self.host.rules)
             if not watch and not self.events:
                 self._watch = watch
                 return
             events = await self._expand(watch)
             self._watch = watch
             old = set(self.host.watched)
+            tickers = open_tickers(events)
+            if self._started:
+                await self._seed(tickers - old)  # before their first tick can arrive
             self.events = events
             self.host.session.events = dict(events)
-            self.host.set_watch_only(open_tickers(events))
+            self.host.set_watch_only(tickers)
             new = set(self.host.watched)
             if self.client is not None and new != old:
                 await resubscribe(self.client, old, new)
@@ -141,7 +209,7 @@ class Watchlist:
 
     def rules_changed(self, rules: RulesConfig) -> None:
         """Re-expand soon when a reload changed ``watch``."""
-        if self._watch is None or rules.watch == self._watch:
+        if self._watch is None or self.watch_for(rules) == self._watch:
             return
         task = asyncio.get_running_loop().create_task(self._guarded(), name="watch-refresh")
         self._tasks.add(task)
@@ -153,11 +221,25 @@ class Watchlist:
         except Exception:
             logger.exception("expanding the watched events failed")
 
+    async def _seed(self, added: Set[str]) -> None:
+        """Seed ``volume_spike``'s history of newly watched markets from the stored ticks."""
+        if self.backend is not None and added:
+            session = self.host.session
+            await seed_from_backend(self.backend, session, added, self.host.now_ms())
+
+    async def _priced(self, event: RestEvent) -> EventInfo:
+        """The event with its series' ``fee_multiplier`` (1 when Kalshi cannot say)."""
+        info = event_info(event)
+        if info.series_ticker is None:
+            return info
+        multiplier = await self.fees.series_multiplier(info.series_ticker)
+        return dataclasses.replace(info, fee_multiplier=multiplier)
+
     async def _expand(self, watch: Watch) -> dict[str, EventInfo]:
         found: dict[str, EventInfo] = {}
         for ticker in watch.events:
             try:
-                found[ticker] = event_info(await self.rest.get_event(ticker))
+                found[ticker] = await self._priced(await self.rest.get_event(ticker))
             except KalshiError as exc:
                 logger.warning("cannot read watched event %s: %s", ticker, exc)
                 if ticker in self.events:
@@ -171,7 +253,8 @@ class Watchlist:
                 found.update((info.event_ticker, info) for info in kept)
                 continue
             for event in events:
-                found.setdefault(event.event_ticker, event_info(event))
+                if event.event_ticker not in found:
+                    found[event.event_ticker] = await self._priced(event)
         return found
 
 

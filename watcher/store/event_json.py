@@ -25,6 +25,7 @@ def event_to_json(info: EventInfo) -> str:
         "series_ticker": info.series_ticker,
         "title": info.title,
         "mutually_exclusive": info.mutually_exclusive,
+        "fee_multiplier": str(info.fee_multiplier),
         "markets": [
             {
                 "ticker": m.ticker,
@@ -49,6 +50,7 @@ def event_from_json(text: str) -> EventInfo:
         title=body.get("title"),
         mutually_exclusive=bool(body.get("mutually_exclusive")),
         markets=tuple(_market(m) for m in body.get("markets", ())),
+        fee_multiplier=Decimal(str(body.get("fee_multiplier", "1"))),
     )
 
 

@@ -5,9 +5,11 @@ ticker without the last part, see :mod:`watcher.kalshi.sim.series`), an :class:`
 holds configured events whose markets carry Kalshi's strike fields. By default it has a
 mutually exclusive event of four markets (``KXELECT-26``) and a threshold ladder
 (``KXHIGHTEMP-26DEC05``, ``strike_type`` ``greater`` with ``floor_strike``). Their markets
-walk independently like every other, so now and then the all-NO basket or a ladder pair is
-mispriced. ``GET /events`` returns ``page_size`` events per page (a small one lets tests see
-several pages) with a ``cursor`` to the next.
+walk independently within a few cents of their start, just inside the fee boundary, so now and
+then the all-NO basket or a ladder pair is mispriced after fees (``watcher start --simulate``
+watches them when rules.yaml has an event rule and no ``watch:`` section). ``GET /events``
+returns ``page_size`` events per page (a small one lets tests see several pages) with a
+``cursor`` to the next.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from watcher.kalshi.sim.market import SimMarket
 from watcher.kalshi.sim.series import error_body, rest_event, series_of
 from watcher.kalshi.sim.values import SimMarketSpec
 
-__all__ = ["DEFAULT_EVENTS", "EventBook", "SimEvent", "SimEventMarket"]
+__all__ = ["DEFAULT_EVENTS", "DEMO_BAND", "EventBook", "SimEvent", "SimEventMarket"]
+
+_CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,38 +43,50 @@ class SimEventMarket:
 
 @dataclass(slots=True)
 class SimEvent:
-    """A configured event; add markets to :attr:`markets` to grow it."""
+    """A configured event; add markets to :attr:`markets` to grow it. ``band`` (dollars, e.g.
+    ``"0.04"``) keeps each market's walking YES bid that close to its start (None: free)."""
 
     event_ticker: str
     title: str
     mutually_exclusive: bool
     markets: list[SimEventMarket] = field(default_factory=list)
+    band: str | None = None
 
     def ticker(self, market: SimEventMarket) -> str:
         return f"{self.event_ticker}-{market.suffix}"
 
 
-def _ladder(*strikes: int) -> list[SimEventMarket]:
-    prices = ("0.8000", "0.6000", "0.4000", "0.2000")
+#: How far a demo market's YES bid wanders from its start.
+DEMO_BAND = "0.04"
+
+
+def _ladder(strikes: tuple[int, ...], mids: tuple[str, ...]) -> list[SimEventMarket]:
     return [
         SimEventMarket(
             f"T{strike}",
-            yes_bid=str(Decimal(price) - Decimal("0.01")),
-            yes_ask=str(Decimal(price) + Decimal("0.01")),
+            yes_bid=str(Decimal(mid) - Decimal("0.01")),
+            yes_ask=str(Decimal(mid) + Decimal("0.01")),
             strike_type="greater",
             floor_strike=Decimal(strike),
         )
-        for strike, price in zip(strikes, prices, strict=True)
+        for strike, mid in zip(strikes, mids, strict=True)
     ]
 
 
 def _default_events() -> list[SimEvent]:
-    four = [SimEventMarket(name, "0.2400", "0.2600") for name in ("ALICE", "BOB", "CAROL", "DAN")]
+    """The demo events. Both start just inside the fee boundary, so their walks (within
+    :data:`DEMO_BAND` of the start) cross it now and then: the election's YES bids add up to
+    $1.05, so its all-NO basket is 5¢ under $3 before fees and 3¢ over after (four 2¢ fees);
+    the ladder's "above 50" is bid at the "above 45" ask (where it should be below), so YES
+    "above 45" + NO "above 50" costs $1 before fees and 4¢ over after (two 2¢ fees)."""
+    quotes = {"ALICE": "0.32", "BOB": "0.29", "CAROL": "0.25", "DAN": "0.19"}
+    four = [
+        SimEventMarket(name, bid, str(Decimal(bid) + 2 * _CENT)) for name, bid in quotes.items()
+    ]
+    ladder = _ladder((40, 45, 50, 55), ("0.80", "0.57", "0.59", "0.20"))
     return [
-        SimEvent("KXELECT-26", "Who will win the simulated election?", True, four),
-        SimEvent(
-            "KXHIGHTEMP-26DEC05", "Simulated high temperature", False, _ladder(40, 45, 50, 55)
-        ),
+        SimEvent("KXELECT-26", "Who will win the simulated election?", True, four, DEMO_BAND),
+        SimEvent("KXHIGHTEMP-26DEC05", "Simulated high temperature", False, ladder, DEMO_BAND),
     ]
 
 
@@ -114,6 +130,7 @@ class EventBook:
             yes_bid=found[1].yes_bid,
             yes_ask=found[1].yes_ask,
             close_time=self.close_time,
+            band=found[0].band,
         )
 
     def strike_fields(self, ticker: str) -> dict[str, Any]:

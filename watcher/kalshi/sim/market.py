@@ -89,6 +89,8 @@ class SimMarket:
         close = spec.close_time or datetime.fromtimestamp(now_ms / 1000, UTC) + timedelta(days=1)
         self.close_ms = int(close.timestamp() * 1000)
         self.yes_bid, self.yes_ask = _initial_quote(spec, rng)
+        #: The walk's centre and how far the YES bid may stray from it (None: free).
+        self.anchor, self.band = self.yes_bid, parse_micros(spec.band) if spec.band else None
         self.last = parse_micros(spec.last) if spec.last else self.yes_bid
         self.last_trade_size = rng.choice(SIZES) * CONTRACT
         self.volume = rng.randint(1_000, 50_000) * CONTRACT
@@ -297,6 +299,8 @@ class SimMarket:
         if spread > MAX_SPREAD or rng.random() < 0.25:
             spread = rng.choice(SPREADS)
         bid = self.yes_bid + rng.choice(_MOVES) * GRID
+        if self.band is not None:  # wander around the start, within the band
+            bid = max(self.anchor - self.band, min(bid, self.anchor + self.band))
         bid = max(MIN_PRICE, min(bid, MAX_PRICE - spread))
         self.yes_bid, self.yes_ask = bid, bid + spread
 

@@ -104,6 +104,9 @@ class SimMarketSpec:
         status: REST ``status`` (``"active"`` walks and trades; anything else stays still).
         unknown: behave as a ticker Kalshi does not know: REST 404, no WebSocket data.
         pinned: keep the quote fixed: no random walk and no random trades.
+        band: keep the walking YES bid within this many dollars (a string, e.g. ``"0.04"``)
+            of its start, so the market wanders around its starting quote instead of
+            drifting away (the demo events' markets; default: walk freely).
     """
 
     title: str | None = None
@@ -114,6 +117,7 @@ class SimMarketSpec:
     status: str = "active"
     unknown: bool = False
     pinned: bool = False
+    band: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
