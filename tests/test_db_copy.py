@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import FIXTURES
 from watcher.cli import main
+from watcher.domain.controls import Mute, Pause
 from watcher.domain.event import EventInfo, EventMarket
 from watcher.kalshi.messages import Ticker, TickerMsg, decode_message
 from watcher.notify.outbox import Outbox
@@ -35,6 +36,7 @@ ORDER = {
     "rule_state": "rule, scope",
     "service_state": "key",
     "events": "event_ticker",
+    "mutes": "target_key",
 }
 #: The stored event expansion of the history.
 EVENT = EventInfo(
@@ -82,7 +84,7 @@ async def write_history(db: Path, ticks: int = 300) -> None:
             [
                 alert_for(1, ("phone", "team"), now=NOW),
                 alert_for(2, (), now=NOW),
-                alert_for(3, ("phone",), now=NOW, suppressed=True),
+                alert_for(3, ("phone",), now=NOW, suppressed=True, suppressed_reason="quiet hours"),
                 alert_for(4, ("team",), now=NOW),
             ],
             {("tight spread", "KXTEST-1"): '{"armed": false}'},
@@ -100,13 +102,21 @@ def paper_fill(key: str, price: str, ts_ms: int) -> PaperFill:
 
 
 async def write_fills(db: Path) -> None:
-    """Two paper fills: a whole-cent price and a 7-decimal depth average."""
+    """Two paper fills: a whole-cent price and a 7-decimal depth average; two mutes and a
+    pause."""
     fills = await open_backend(db).paper_fills()
     try:
         await fills.record(paper_fill("fill-1", "0.45", NOW))
         await fills.record(paper_fill("fill-2", "0.4533333", NOW + 1))
     finally:
         await fills.close()
+    controls = await open_backend(db).control_store()
+    try:
+        await controls.put_mute(Mute(None, NOW + 3_600_000, "telegram:987", NOW))
+        await controls.put_mute(Mute(MARKET.lower(), NOW + 60_000, "web", NOW))
+        await controls.pause(Pause("telegram:987", NOW))
+    finally:
+        await controls.close()
 
 
 def sqlite_rows(db: Path, table: str) -> list[tuple[Any, ...]]:

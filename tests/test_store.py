@@ -234,11 +234,11 @@ def test_a_version_1_database_migrates_to_paper_fills_keeping_its_rows(db):
     raw.execute("PRAGMA user_version = 1")
     raw.execute("INSERT INTO service_state VALUES ('k', 'v', 1)")
     raw.close()
-    with pytest.raises(StorageError, match="schema version 1, older than 3"):
+    with pytest.raises(StorageError, match="schema version 1, older than 4"):
         open_database(db, readonly=True)
     conn = open_database(db)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         assert {"paper_fills", "paper_fills_ticker_ts", "events"} <= names
         assert conn.execute("SELECT value FROM service_state").fetchall() == [("v",)]
@@ -257,11 +257,11 @@ def test_a_version_2_database_migrates_to_events_keeping_its_rows(db):
     raw.execute("PRAGMA user_version = 2")
     raw.execute("INSERT INTO service_state VALUES ('k', 'v', 1)")
     raw.close()
-    with pytest.raises(StorageError, match="schema version 2, older than 3"):
+    with pytest.raises(StorageError, match="schema version 2, older than 4"):
         open_database(db, readonly=True)
     conn = open_database(db)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         conn.execute("INSERT INTO events VALUES ('KXE', '{}', 1)")
         conn.execute(
             "INSERT INTO events VALUES ('KXE', '{\"a\":1}', 2) ON CONFLICT (event_ticker)"

@@ -198,11 +198,11 @@ async def test_a_version_1_database_migrates_to_paper_fills(postgres_server: str
         finally:
             await fills.close()
         versions = await fetch(target, "SELECT version FROM watcher_schema ORDER BY version")
-        assert [row[0] for row in versions] == [1, 2, 3] and SCHEMA_VERSION == 3
+        assert [row[0] for row in versions] == [1, 2, 3, 4] and SCHEMA_VERSION == 4
         assert [tuple(r) for r in await fetch(target, "SELECT key FROM service_state")] == [("k",)]
         stored = await fetch(target, "SELECT price_e6, price_dollars FROM paper_fills")
         assert [tuple(r) for r in stored] == [(123_457, "0.1234567")]
-        assert (await describe_database(target)).line.endswith("schema version 3 (current)")
+        assert (await describe_database(target)).line.endswith("schema version 4 (current)")
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
@@ -231,10 +231,10 @@ async def test_a_version_2_database_migrates_to_events(postgres_server: str) -> 
         await sink.start()
         await sink.close()
         versions = await fetch(target, "SELECT version FROM watcher_schema ORDER BY version")
-        assert [row[0] for row in versions] == [1, 2, 3] and SCHEMA_VERSION == 3
+        assert [row[0] for row in versions] == [1, 2, 3, 4] and SCHEMA_VERSION == 4
         assert [tuple(r) for r in await fetch(target, "SELECT key FROM service_state")] == [("k",)]
         assert await fetch(target, "SELECT * FROM events") == []
-        assert (await describe_database(target)).line.endswith("schema version 3 (current)")
+        assert (await describe_database(target)).line.endswith("schema version 4 (current)")
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()

@@ -26,7 +26,8 @@ class Alert:
         body: the rendered message template.
         targets: names of notify targets from rules.yaml; empty means "console only".
         at_ms: Unix time in milliseconds of the event that fired it.
-        suppressed: True when quiet hours held it back; it is recorded but not sent.
+        suppressed: True when it is held back (quiet hours, a mute, a pause): it is recorded
+            but not sent.
         action: what the rule asks the service to do (``"close"``: close the position in
             full), or None for an alert that only tells.
         position_id: the id in trades.json of the position the action is about.
@@ -34,6 +35,8 @@ class Alert:
         action_contracts: its contracts, all of which the action closes.
         action_price_micros: the executable price at the tick that fired it: the side's bid
             in micro-dollars (None when the market showed no bid).
+        suppressed_reason: why a suppressed alert was held back (``quiet hours``,
+            ``muted until 14:05 UTC by telegram:987654321``, ``paused by ...``), as recorded.
     """
 
     key: str
@@ -50,3 +53,4 @@ class Alert:
     action_side: str | None = None
     action_contracts: Decimal | None = None
     action_price_micros: int | None = None
+    suppressed_reason: str | None = None

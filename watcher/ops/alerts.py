@@ -1,4 +1,5 @@
-"""``watcher alerts``: recent alerts with their delivery status per target."""
+"""``watcher alerts``: recent alerts with their delivery status per target, and why a suppressed
+one was held back (quiet hours, a mute, the pause)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,17 @@ __all__ = ["alert_json", "alert_line"]
 
 
 def alert_line(record: AlertRecord, tz: ZoneInfo) -> str:
-    """One line: when (in ``tz``, labelled), status, severity, title and each delivery."""
+    """One line: when (in ``tz``, labelled), status, severity, title, each delivery, and why
+    a suppressed alert was held back."""
     deliveries = ", ".join(
         f"{d.target}={d.status}" + (f" ({d.attempts} tries)" if d.attempts > 1 else "")
         for d in record.deliveries
     )
     when = time_text(record.created_ms, tz)
-    return f"{when}  {record.status:<10} [{record.severity}] {record.title}" + (
+    line = f"{when}  {record.status:<10} [{record.severity}] {record.title}" + (
         f"  -> {deliveries}" if deliveries else ""
     )
+    return f"{line}  ({record.suppressed_reason})" if record.suppressed_reason else line
 
 
 def alert_json(record: AlertRecord) -> dict[str, Any]:
@@ -34,6 +37,7 @@ def alert_json(record: AlertRecord) -> dict[str, Any]:
         "title": record.title,
         "body": record.body,
         "status": record.status,
+        "suppressed_reason": record.suppressed_reason,
         "deliveries": [
             {
                 "target": d.target,

@@ -2,7 +2,8 @@
 the feed health the service recorded; when paper positions were closed, a total line with the
 realized P&L (from trades.json's CLOSED entries, ``realized_pnl_dollars``) beside the
 unrealized P&L of the open ones. After the positions, one line per stored event expansion
-(``event KXELECT-26 (4 markets, mutually exclusive)``).
+(``event KXELECT-26 (4 markets, mutually exclusive)``), then one per mute in force
+(``muted: KXCPI-26JAN-T0.3 until 15:04 EST (telegram:987654321)``) and the pause.
 
 Reads through the store's :class:`~watcher.store.ports.ReadModel`, which never blocks the
 writer, so it works while the service runs.
@@ -14,11 +15,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
+from watcher.domain.controls import ControlState
 from watcher.domain.event import EventInfo
 from watcher.domain.positions import Portfolio, Position
 from watcher.kalshi.fixed import format_cents
 from watcher.ops.readout import ago_text, cents_text, time_text
 from watcher.rules.wording import contracts_text, signed_dollars
+from watcher.service.controls import when_text
 from watcher.service.digest import PositionView, view_position
 from watcher.store.ports import ReadModel
 
@@ -27,6 +30,7 @@ __all__ = [
     "FeedHealth",
     "StatusRow",
     "StatusTable",
+    "control_lines",
     "event_line",
     "read_status",
     "realized_total",
@@ -55,12 +59,14 @@ class StatusTable:
         closed: how many CLOSED entries say what they realized.
         realized: the sum of their ``realized_pnl_dollars``, exact.
         events: the stored event expansions (the watched events), by event ticker.
+        controls: the stored mutes and pause (ended mutes are left out when shown).
     """
 
     rows: list[StatusRow] = field(default_factory=list)
     closed: int = 0
     realized: Decimal = Decimal(0)
     events: list[EventInfo] = field(default_factory=list)
+    controls: ControlState = field(default_factory=ControlState)
 
     @property
     def unrealized(self) -> Decimal | None:
@@ -101,7 +107,7 @@ async def read_status(
     read_model: ReadModel, portfolio: Portfolio
 ) -> tuple[StatusTable, FeedHealth]:
     """Every watched position with its latest stored quote and last alert, what the closed
-    ones realized, and feed health."""
+    ones realized, the mutes and the pause, and feed health."""
     rows = []
     for position in portfolio.watched():
         tick = await read_model.latest_ticker(position.ticker)
@@ -126,7 +132,8 @@ async def read_status(
         standby_heartbeat_ms=_int_or_none(state.get("standby.heartbeat_ms")),
     )
     closed, realized = realized_total(portfolio.positions)
-    return StatusTable(rows, closed, realized, await read_model.events()), health
+    events, controls = await read_model.events(), await read_model.control_state()
+    return StatusTable(rows, closed, realized, events, controls), health
 
 
 def realized_total(positions: tuple[Position, ...]) -> tuple[int, Decimal]:
@@ -177,6 +184,7 @@ def render_status(
     if not rows:
         lines.append("(no watched positions)")
     lines += [event_line(event) for event in report.events]
+    lines += control_lines(report.controls, now_ms=now_ms, tz=tz)
     if report.closed:
         lines.append(_totals_line(report))
     lines.append(_feed_line(health, now_ms, tz))
@@ -190,6 +198,20 @@ def event_line(event: EventInfo) -> str:
     if event.mutually_exclusive:
         what += ", mutually exclusive"
     return f"event {event.event_ticker} ({what})"
+
+
+def control_lines(state: ControlState, *, now_ms: int, tz: ZoneInfo) -> list[str]:
+    """``muted: KXCPI-26JAN-T0.3 until 15:04 EST (telegram:987654321)`` per mute in force at
+    ``now_ms``, and ``paused since 13:02 EST by web (non-critical alerts held back)``."""
+    lines = [
+        f"muted: {mute.target or 'everything'} until {when_text(mute.until_ms, tz, now_ms)}"
+        f" ({mute.by})"
+        for mute in state.at(now_ms).mutes
+    ]
+    if state.paused is not None:
+        since = when_text(state.paused.since_ms, tz, now_ms)
+        lines.append(f"paused since {since} by {state.paused.by} (non-critical alerts held back)")
+    return lines
 
 
 def _totals_line(table: StatusTable) -> str:

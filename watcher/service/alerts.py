@@ -131,11 +131,12 @@ def config_alert(
 
 
 def log_recorded(alerts: Sequence[Alert]) -> None:
-    """Log newly recorded alerts: where each goes, or that quiet hours hold it."""
+    """Log newly recorded alerts: where each goes, or what holds it (quiet hours, a mute)."""
     for alert in alerts:
         if alert.suppressed:
             logger.info(
-                "alert held by quiet hours (recorded, not sent): %s: %s",
+                "alert held (%s; recorded, not sent): %s: %s",
+                alert.suppressed_reason or "quiet hours",
                 alert.title,
                 alert.body.replace("\n", " | "),
             )

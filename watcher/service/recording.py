@@ -15,6 +15,11 @@ The desk records the fill under the alert's idempotency key before it writes tra
 the close happens once however often the alert is decided. Only the active instance runs a
 pipeline, so only it acts. ``watcher replay`` never gets here: it only says what it would do
 (:func:`watcher.ops.replay.would_do`).
+
+Before alerts are recorded, each one the engine let through is put to the mutes and the pause
+(:meth:`Controls.verdict <watcher.service.controls.Controls.verdict>`): one held back is
+recorded as ``suppressed`` with the reason, as one held by quiet hours is (reason
+``quiet hours``). Only recordings pay for this; a tick that fired nothing never gets here.
 """
 
 from __future__ import annotations
@@ -32,15 +37,18 @@ from watcher.notify.sender import Sender
 from watcher.rules.engine import Decision
 from watcher.rules.wording import contracts_text, dollars_text, signed_dollars
 from watcher.service import alerts as service_alerts
+from watcher.service.controls import Controls
 from watcher.store.ports import AlertStore
 from watcher.store.records import AlertRecord
 
-__all__ = ["CLOSE", "Closer", "Recording", "act_on", "closed_text"]
+__all__ = ["CLOSE", "QUIET_HOURS", "Closer", "Recording", "act_on", "closed_text"]
 
 logger = logging.getLogger("watcher.pipeline")
 
 #: The one action a rule may ask for: close the position in full.
 CLOSE = "close"
+#: The reason recorded with an alert that quiet hours held back.
+QUIET_HOURS = "quiet hours"
 _SEPARATOR = " · "
 
 
@@ -72,6 +80,8 @@ class Recording:
         self.alerts_suppressed = 0
         self.alert_store: AlertStore | None = None
         self.sender: Sender | None = None
+        #: Mutes and pauses (set by the service); None: nothing is muted or paused.
+        self.controls: Controls | None = None
 
     async def record(
         self, alerts: Sequence[Alert], states: dict[tuple[str, str], str], now: int
@@ -82,6 +92,7 @@ class Recording:
             how many alerts were new (a key already recorded is not recorded again).
         """
         assert self.alert_store is not None and self.sender is not None
+        alerts = await self._screened(alerts)
         new = await self.alert_store.record(alerts, states, now_ms=now)
         if not new:
             return 0
@@ -95,6 +106,26 @@ class Recording:
         """Alerts recorded at or after ``since_ms``, newest first."""
         assert self.alert_store is not None
         return await self.alert_store.recent(since_ms=since_ms, limit=limit)
+
+    async def _screened(self, alerts: Sequence[Alert]) -> Sequence[Alert]:
+        """``alerts`` with those held back (quiet hours, a mute, the pause) marked suppressed
+        and saying why."""
+        if not alerts:  # only rule states changed
+            return alerts
+        controls = self.controls
+        if controls is not None:
+            await controls.refresh()
+        screened = []
+        for alert in alerts:
+            reason: str | None
+            if alert.suppressed:
+                reason = alert.suppressed_reason or QUIET_HOURS
+            else:
+                reason = None if controls is None else controls.verdict(alert)
+            if reason is not None and reason != alert.suppressed_reason:
+                alert = replace(alert, suppressed=True, suppressed_reason=reason)
+            screened.append(alert)
+        return screened
 
     def _record_decision(self, decision: Decision, now: int) -> Awaitable[int]:
         changed = {key: state.to_json() for key, state in decision.changed.items()}

@@ -14,7 +14,14 @@ from collections.abc import Mapping, Sequence
 from watcher.domain.alert import Alert
 from watcher.store.records import AlertStatus, DeliveryRef, DeliveryStatus, rollup_status
 
-__all__ = ["DUE_SQL", "NEXT_DUE_SQL", "RULE_STATES_SQL", "insert_alerts", "settle_deliveries"]
+__all__ = [
+    "DUE_SQL",
+    "NEXT_DUE_SQL",
+    "RULE_STATES_SQL",
+    "insert_alerts",
+    "requeue_deliveries",
+    "settle_deliveries",
+]
 
 #: Open deliveries due at or before ``?`` (ms), at most ``?`` of them, oldest first.
 DUE_SQL = """
@@ -31,7 +38,8 @@ NEXT_DUE_SQL = (
 RULE_STATES_SQL = "SELECT rule, scope, state FROM rule_state"
 _INSERT_ALERT_SQL = """
 INSERT INTO alerts (idempotency_key, rule, market_ticker, severity, title, body,
-  targets, status, created_ms, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+  targets, status, created_ms, updated_ms, suppressed_reason)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (idempotency_key) DO NOTHING
 """
 _UPSERT_RULE_STATE_SQL = """
@@ -42,6 +50,12 @@ _MARK_SQL = """
 UPDATE alert_deliveries SET status = ?, attempts = attempts + ?, next_attempt_ms = ?,
   last_error = COALESCE(?, last_error), updated_ms = ?
 WHERE alert_id = ? AND target = ? AND status IN ('pending', 'retrying')
+"""
+
+#: A person's "retry now": a delivery that ended without success is due again.
+_REQUEUE_SQL = """
+UPDATE alert_deliveries SET status = 'pending', next_attempt_ms = ?, updated_ms = ?
+WHERE alert_id = ? AND target = ? AND status IN ('failed', 'config_error')
 """
 
 
@@ -78,6 +92,18 @@ def settle_deliveries(
         _roll_up(conn, alert_id, now_ms)
 
 
+def requeue_deliveries(conn: sqlite3.Connection, refs: Sequence[DeliveryRef], now_ms: int) -> int:
+    """Put the ``failed``/``config_error`` rows of ``refs`` back in the queue, due at
+    ``now_ms``, and roll their alerts up; how many rows were put back."""
+    keys = list(dict.fromkeys(refs))
+    count = 0
+    for alert_id, target in keys:
+        count += conn.execute(_REQUEUE_SQL, (now_ms, now_ms, alert_id, target)).rowcount
+    for alert_id in dict.fromkeys(aid for aid, _ in keys):
+        _roll_up(conn, alert_id, now_ms)
+    return count
+
+
 def _insert_alert(conn: sqlite3.Connection, alert: Alert, now_ms: int) -> int:
     """Insert one alert (and its deliveries); 0 when its key is already there."""
     targets = list(dict.fromkeys(alert.targets))
@@ -88,7 +114,8 @@ def _insert_alert(conn: sqlite3.Connection, alert: Alert, now_ms: int) -> int:
     cursor = conn.execute(
         _INSERT_ALERT_SQL,
         (alert.key, alert.rule, alert.market_ticker, alert.severity, alert.title, alert.body,
-         json.dumps(targets), status, now_ms, now_ms),
+         json.dumps(targets), status, now_ms, now_ms,
+         alert.suppressed_reason if alert.suppressed else None),
     )  # fmt: skip
     if cursor.rowcount != 1 or cursor.lastrowid is None:
         return 0

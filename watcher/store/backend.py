@@ -19,6 +19,7 @@ from watcher.store.pg.dsn import is_postgres
 from watcher.store.ports import (
     AlertStore,
     Backend,
+    ControlStore,
     Maintenance,
     PaperFills,
     ReadModel,
@@ -71,6 +72,12 @@ class SQLiteBackend:
         from watcher.store.sqlite_fills import SQLiteFills
 
         return await SQLiteFills.open(self.path)
+
+    async def control_store(self) -> ControlStore:
+        """Open a :class:`~watcher.store.sqlite_controls.SQLiteControls` (creates, migrates)."""
+        from watcher.store.sqlite_controls import SQLiteControls
+
+        return await SQLiteControls.open(self.path)
 
     async def maintain(self, now_ms: int, retention_days: int) -> Maintenance:
         """Retention: delete market data older than ``retention_days`` in small batches on a

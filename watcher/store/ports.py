@@ -1,6 +1,6 @@
 """The store's ports: what the service and the read-outs need of a database, as Protocols.
 
-Four ports, one home each, each with a SQLite implementation (the embedded default) and a
+Five ports, one home each, each with a SQLite implementation (the embedded default) and a
 PostgreSQL one (:mod:`watcher.store.pg`); :func:`watcher.store.open_backend` picks them from
 ``--db``, and :meth:`Backend.maintain` is the scheduler's upkeep of either:
 
@@ -16,6 +16,7 @@ PostgreSQL one (:mod:`watcher.store.pg`); :func:`watcher.store.open_backend` pic
 - :class:`ReadModel`: everything people look at (``watcher status``, ``history``, ``alerts``,
   ``replay``, the daily digest, the metrics gauges, later the dashboard). Read-only; it never
   blocks the writer.
+- :class:`ControlStore` (:mod:`watcher.store.control_ports`): the mutes and the pause.
 
 Every method that touches a database is ``async``: a caller on the event loop awaits it and the
 implementation does its blocking work elsewhere (a thread for SQLite, the driver for asyncpg).
@@ -25,15 +26,17 @@ The values they speak live in :mod:`watcher.store.records`, which imports no dat
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from watcher.domain.alert import Alert
+from watcher.domain.controls import ControlState
 from watcher.domain.event import EventInfo
 from watcher.kalshi.messages import Message, UnknownMessage
+from watcher.store.control_ports import ControlStore
 from watcher.store.records import (
     AlertRecord,
     DeliveryRef,
+    Maintenance,
     MarketRow,
     PaperFill,
     PendingDelivery,
@@ -47,6 +50,7 @@ from watcher.store.records import (
 __all__ = [
     "AlertStore",
     "Backend",
+    "ControlStore",
     "Maintenance",
     "PaperFills",
     "ReadModel",
@@ -201,6 +205,12 @@ class AlertStore(Protocol):
         """The last attempt failed and the sender gives up: count it and close the rows."""
         ...
 
+    async def requeue(self, refs: Iterable[DeliveryRef], *, now_ms: int) -> int:
+        """Put deliveries that ended without success (``failed``, ``config_error``) back in the
+        queue, due at ``now_ms`` ("retry now": attempts and last error kept, the alert rolled up
+        to ``pending``, other rows left alone); how many rows were put back."""
+        ...
+
     async def recent(
         self, *, since_ms: int | None = None, status: str | None = None, limit: int = 50
     ) -> list[AlertRecord]:
@@ -273,6 +283,13 @@ class ReadModel(Protocol):
         """Ticker updates of a market at or after ``since_ms``, newest first, at most ``limit``."""
         ...
 
+    async def tick_series(
+        self, ticker: str, *, since_ms: int | None = None, points: int = 300
+    ) -> list[TickerRow]:
+        """A market's ticker updates at or after ``since_ms`` thinned for a chart, oldest first:
+        the newest of each of ``points`` equal time buckets (ValueError if ``points`` < 1)."""
+        ...
+
     async def trade_history(
         self, ticker: str, *, since_ms: int | None = None, limit: int = 100
     ) -> list[TradeRow]:
@@ -295,6 +312,15 @@ class ReadModel(Protocol):
 
     async def open_deliveries(self) -> int:
         """How many deliveries are still to send (``pending`` or ``retrying``)."""
+        ...
+
+    async def delivery_counts(self) -> dict[str, int]:
+        """How many deliveries are in each status (``pending``, ``retrying``, ``delivered``,
+        ``failed``, ``config_error``); a status no delivery has is left out."""
+        ...
+
+    async def control_state(self) -> ControlState:
+        """The stored mutes (ended ones too, until purged) and the pause."""
         ...
 
     async def count_events(
@@ -324,21 +350,6 @@ class ReadModel(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Maintenance:
-    """What one :meth:`Backend.maintain` did.
-
-    Attributes:
-        deleted: rows deleted per table (SQLite deletes old rows in small batches).
-        created: partitions created (PostgreSQL: today's and the next days').
-        dropped: whole partitions dropped because their day is past retention (PostgreSQL).
-    """
-
-    deleted: Mapping[str, int] = field(default_factory=dict)
-    created: tuple[str, ...] = ()
-    dropped: tuple[str, ...] = ()
-
-
 class Backend(Protocol):
     """The ports of one database, as :func:`watcher.store.open_backend` returns them."""
 
@@ -361,6 +372,10 @@ class Backend(Protocol):
 
     async def paper_fills(self) -> PaperFills:
         """Open the paper fills (creating and migrating the database)."""
+        ...
+
+    async def control_store(self) -> ControlStore:
+        """Open the mutes and the pause (creating and migrating the database)."""
         ...
 
     async def maintain(self, now_ms: int, retention_days: int) -> Maintenance:

@@ -35,6 +35,7 @@ __all__ = [
     "count_events",
     "count_rows",
     "decimal_text",
+    "delivery_counts",
     "get_market",
     "iter_events",
     "iter_lifecycle",
@@ -46,6 +47,7 @@ __all__ = [
     "recent_alerts",
     "service_state",
     "tick_history",
+    "tick_series",
     "trade_history",
 ]
 
@@ -82,6 +84,30 @@ def tick_history(
         f"SELECT {_TICKER_COLUMNS} FROM tickers WHERE market_ticker = ? AND ts_ms >= ?"
         " ORDER BY ts_ms DESC, id DESC LIMIT ?",
         (ticker, _since(since_ms), limit),
+    )
+    return [TickerRow(*row) for row in rows]
+
+
+def tick_series(
+    conn: sqlite3.Connection, ticker: str, *, since_ms: int | None = None, points: int = 300
+) -> list[TickerRow]:
+    """A market's ticker updates at or after ``since_ms`` thinned to at most ``points`` rows,
+    oldest first: the newest update of each of ``points`` equal time buckets."""
+    if points < 1:
+        raise ValueError(f"points must be positive, but got {points}")
+    first, last = conn.execute(
+        "SELECT min(ts_ms), max(ts_ms) FROM tickers WHERE market_ticker = ? AND ts_ms >= ?",
+        (ticker, _since(since_ms)),
+    ).fetchone()
+    if first is None:
+        return []
+    width = max(1, -(-(last - first + 1) // points))
+    # A bare column beside max() comes from the row holding the maximum (SQLite's rule).
+    columns = _TICKER_COLUMNS.replace(" ts_ms,", " max(ts_ms),", 1)
+    rows = conn.execute(
+        f"SELECT {columns} FROM tickers WHERE market_ticker = ? AND ts_ms >= ?"
+        " GROUP BY (ts_ms - ?) / ? ORDER BY 2",
+        (ticker, first, first, width),
     )
     return [TickerRow(*row) for row in rows]
 
@@ -177,13 +203,19 @@ def open_deliveries(conn: sqlite3.Connection) -> int:
     return int(conn.execute(sql).fetchone()[0])
 
 
+def delivery_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """How many deliveries are in each status."""
+    sql = "SELECT status, count(*) FROM alert_deliveries GROUP BY status"
+    return {str(status): int(n) for status, n in conn.execute(sql)}
+
+
 def recent_alerts(
     conn: sqlite3.Connection, *, since_ms: int | None, status: str | None, limit: int
 ) -> list[AlertRecord]:
     """The newest alerts first (created at or after ``since_ms``), with their deliveries."""
     sql = (
         "SELECT id, idempotency_key, rule, market_ticker, severity, title, body, targets,"
-        " status, created_ms, updated_ms FROM alerts WHERE created_ms >= ?"
+        " status, created_ms, updated_ms, suppressed_reason FROM alerts WHERE created_ms >= ?"
         " AND (? IS NULL OR status = ?) ORDER BY created_ms DESC, id DESC LIMIT ?"
     )
     rows = conn.execute(sql, (since_ms or 0, status, status, limit)).fetchall()
@@ -296,9 +328,9 @@ def _where(
 
 
 def _alert_record(row: tuple[Any, ...], deliveries: tuple[DeliveryRecord, ...]) -> AlertRecord:
-    alert_id, key, rule, market, severity, title, body, targets, status, created, updated = row
+    alert_id, key, rule, market, severity, title, body, targets, status, created, updated, why = row
     return AlertRecord(
         id=alert_id, key=key, rule=rule, market_ticker=market, severity=severity, title=title,
         body=body, targets=tuple(json.loads(targets)), status=status, created_ms=created,
-        updated_ms=updated, deliveries=deliveries,
+        updated_ms=updated, deliveries=deliveries, suppressed_reason=why,
     )  # fmt: skip

@@ -9,7 +9,7 @@ counts are exact integers in micro-units (``_e6``): ``price_e6 = 450000`` is $0.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import Enum, StrEnum
@@ -27,6 +27,7 @@ __all__ = [
     "DeliveryRef",
     "DeliveryStatus",
     "EventKind",
+    "Maintenance",
     "MarketRow",
     "PaperFill",
     "PendingDelivery",
@@ -309,7 +310,7 @@ class DeliveryRecord:
 
 @dataclass(frozen=True, slots=True)
 class AlertRecord:
-    """One ``alerts`` row with its deliveries, for ``watcher alerts``."""
+    """One ``alerts`` row with its deliveries, for ``watcher alerts`` (and why it was held)."""
 
     id: int
     key: str
@@ -323,6 +324,7 @@ class AlertRecord:
     created_ms: int
     updated_ms: int
     deliveries: tuple[DeliveryRecord, ...]
+    suppressed_reason: str | None = None
 
 
 def rollup_status(statuses: Iterable[str]) -> AlertStatus:
@@ -342,7 +344,7 @@ def rollup_status(statuses: Iterable[str]) -> AlertStatus:
     return AlertStatus.FAILED if delivered == 0 else AlertStatus.PARTIAL
 
 
-# The tick writer
+# The tick writer and the scheduler's upkeep
 
 
 class WriterState(Enum):
@@ -380,3 +382,18 @@ EventKind: TypeAlias = str
 #: ``(ts_ms, kind, row)`` with kind ``"ticks"`` (a :class:`TickerRow`), ``"trades"`` (a
 #: :class:`TradeRow`) or ``"lifecycle"`` (the decoded :class:`MarketLifecycle` frame).
 ReplayEvent: TypeAlias = tuple[int, EventKind, TickerRow | TradeRow | MarketLifecycle]
+
+
+@dataclass(frozen=True, slots=True)
+class Maintenance:
+    """What one :meth:`~watcher.store.ports.Backend.maintain` did.
+
+    Attributes:
+        deleted: rows deleted per table (SQLite deletes old rows in small batches).
+        created: partitions created (PostgreSQL: today's and the next days').
+        dropped: whole partitions dropped because their day is past retention (PostgreSQL).
+    """
+
+    deleted: Mapping[str, int] = field(default_factory=dict)
+    created: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()

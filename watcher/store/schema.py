@@ -21,6 +21,11 @@ PostgreSQL stores them the same way; :mod:`watcher.store.fill_values` encodes an
 Version 3 adds ``events``: the last REST expansion of each watched event, one row per
 ``event_ticker`` (upserted), ``info`` the JSON of the event and its markets with strikes as exact
 decimal strings (:mod:`watcher.store.event_json`).
+
+Version 4 adds what the faces silence (:mod:`watcher.domain.controls`): ``mutes``, one row per
+target (``target_key`` its case-folded text, ``''`` muting everything, ``target`` as given and
+NULL for everything), and ``paused``, one row (``id = 1``) while non-critical alerts are held
+back; and ``alerts.suppressed_reason``, why a suppressed alert was held back.
 """
 
 from __future__ import annotations
@@ -121,8 +126,22 @@ CREATE TABLE events (event_ticker TEXT PRIMARY KEY,
   updated_ms INTEGER NOT NULL);
 """
 
+_SCHEMA_V4 = """
+CREATE TABLE mutes (target_key TEXT PRIMARY KEY,  -- target case-folded; '' mutes everything
+  target TEXT,  -- as given: a market ticker, a rule name or rule@TICKER; NULL for everything
+  until_ms INTEGER NOT NULL, set_by TEXT NOT NULL, created_ms INTEGER NOT NULL);
+CREATE TABLE paused (id INTEGER PRIMARY KEY CHECK (id = 1), set_by TEXT NOT NULL,
+  since_ms INTEGER NOT NULL);
+ALTER TABLE alerts ADD COLUMN suppressed_reason TEXT;  -- quiet hours | muted ... | paused ...
+"""
+
 #: ``(version, sql)`` in ascending order; entry N brings a version N-1 database to version N.
-MIGRATIONS: list[tuple[int, str]] = [(1, _SCHEMA_V1), (2, _SCHEMA_V2), (3, _SCHEMA_V3)]
+MIGRATIONS: list[tuple[int, str]] = [
+    (1, _SCHEMA_V1),
+    (2, _SCHEMA_V2),
+    (3, _SCHEMA_V3),
+    (4, _SCHEMA_V4),
+]
 
 #: The schema version this code reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -130,7 +149,7 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 #: Every table of the current schema (used to validate table names in queries).
 TABLES = frozenset(
     "tickers trades orderbook_snapshots orderbook_deltas fills lifecycle_events markets alerts"
-    " alert_deliveries rule_state service_state paper_fills events".split()
+    " alert_deliveries rule_state service_state paper_fills events mutes paused".split()
 )
 
 

@@ -211,6 +211,10 @@ class Outbox:
             )
         )
 
+    def _requeue(self, refs: list[DeliveryRef], now_ms: int) -> int:
+        """Put rows back in the queue (on the thread; see :meth:`SQLiteAlertStore.requeue`)."""
+        return self._transaction(lambda conn: alert_sql.requeue_deliveries(conn, refs, now_ms))
+
     def _recent(self, since_ms: int | None, status: str | None, limit: int) -> list[AlertRecord]:
         try:
             return queries.recent_alerts(
@@ -297,6 +301,10 @@ class SQLiteAlertStore(SettlesDeliveries):
     ) -> list[AlertRecord]:
         """The newest alerts first, with their deliveries."""
         return await self._call(self._outbox._recent, since_ms, status, limit)
+
+    async def requeue(self, refs: Iterable[DeliveryRef], *, now_ms: int) -> int:
+        """Put failed (or misconfigured) deliveries back in the queue, due at ``now_ms``."""
+        return await self._call(self._outbox._requeue, list(refs), now_ms)
 
     async def close(self) -> None:
         """Close the outbox if this store owns it (idempotent)."""

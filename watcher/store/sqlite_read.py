@@ -17,11 +17,13 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from watcher.domain.controls import ControlState
 from watcher.domain.event import EventInfo
 from watcher.errors import StorageError
 from watcher.store import queries
 from watcher.store.records import AlertRecord, MarketRow, ReplayEvent, TickerRow, TradeRow
 from watcher.store.schema import open_database
+from watcher.store.sqlite_controls import load_controls
 
 __all__ = ["REPLAY_PAGE", "SQLiteReadModel"]
 
@@ -78,6 +80,12 @@ class SQLiteReadModel:
         """Ticker updates of a market at or after ``since_ms``, newest first, at most ``limit``."""
         return await self._call(queries.tick_history, ticker, since_ms=since_ms, limit=limit)
 
+    async def tick_series(
+        self, ticker: str, *, since_ms: int | None = None, points: int = 300
+    ) -> list[TickerRow]:
+        """Ticker updates thinned for a chart, oldest first (see :func:`queries.tick_series`)."""
+        return await self._call(queries.tick_series, ticker, since_ms=since_ms, points=points)
+
     async def trade_history(
         self, ticker: str, *, since_ms: int | None = None, limit: int = 100
     ) -> list[TradeRow]:
@@ -103,6 +111,14 @@ class SQLiteReadModel:
     async def open_deliveries(self) -> int:
         """How many deliveries are still to send (``pending`` or ``retrying``)."""
         return await self._call(queries.open_deliveries)
+
+    async def control_state(self) -> ControlState:
+        """The stored mutes (ended ones too, until purged) and the pause."""
+        return await self._call(load_controls)
+
+    async def delivery_counts(self) -> dict[str, int]:
+        """How many deliveries are in each status."""
+        return await self._call(queries.delivery_counts)
 
     async def count_events(
         self, *, since_ms: int | None, until_ms: int | None, markets: Collection[str]

@@ -80,6 +80,13 @@ UPDATE alert_deliveries SET status = $3, attempts = attempts + $4, next_attempt_
 WHERE (alert_id, target) IN (SELECT * FROM unnest($7::bigint[], $8::text[]))
   AND status IN ('pending', 'retrying') AND {_FREE}
 """
+#: A person's "retry now": a delivery that ended without success is due again at ``$1``.
+_REQUEUE_SQL = """
+UPDATE alert_deliveries SET status = 'pending', next_attempt_ms = $1, updated_ms = $1,
+  leased_by = NULL, lease_until_ms = NULL
+WHERE (alert_id, target) IN (SELECT * FROM unnest($2::bigint[], $3::text[]))
+  AND status IN ('failed', 'config_error')
+"""
 _STATUSES_SQL = (
     "SELECT alert_id, array_agg(status) FROM alert_deliveries"
     " WHERE alert_id = ANY($1::bigint[]) GROUP BY alert_id ORDER BY alert_id"
@@ -88,7 +95,8 @@ _LOCK_ALERTS_SQL = "SELECT id FROM alerts WHERE id = ANY($1::bigint[]) ORDER BY 
 _ROLL_UP_SQL = "UPDATE alerts SET status = $2, updated_ms = $3 WHERE id = $1 AND status <> $2"
 _INSERT_ALERT_SQL = """
 INSERT INTO alerts (idempotency_key, rule, market_ticker, severity, title, body,
-  targets, status, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+  targets, status, created_ms, updated_ms, suppressed_reason)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)
 ON CONFLICT (idempotency_key) DO NOTHING RETURNING id
 """
 _INSERT_DELIVERY_SQL = (
@@ -101,7 +109,8 @@ ON CONFLICT (rule, scope) DO UPDATE SET state = excluded.state, updated_ms = exc
 """
 _RECENT_SQL = """
 SELECT id, idempotency_key, rule, market_ticker, severity, title, body, targets, status,
-  created_ms, updated_ms FROM alerts WHERE created_ms >= $1 AND ($2::text IS NULL OR status = $2)
+  created_ms, updated_ms, suppressed_reason FROM alerts
+WHERE created_ms >= $1 AND ($2::text IS NULL OR status = $2)
 ORDER BY created_ms DESC, id DESC LIMIT $3
 """
 _RECENT_DELIVERIES_SQL = """
@@ -197,6 +206,24 @@ class PostgresAlertStore(SettlesDeliveries):
         """The newest alerts first (created at or after ``since_ms``), with their deliveries."""
         return await self._call(lambda conn: recent_alerts(conn, since_ms, status, limit))
 
+    async def requeue(self, refs: Iterable[DeliveryRef], *, now_ms: int) -> int:
+        """Put failed (or misconfigured) deliveries back in the queue, due at ``now_ms``, and
+        roll their alerts up; how many rows were put back."""
+        keys = list(dict.fromkeys(refs))
+        if not keys:
+            return 0
+        ids = sorted({aid for aid, _ in keys})
+
+        async def body(conn: Any) -> int:
+            await conn.execute(_LOCK_ALERTS_SQL, ids)
+            done = await conn.execute(
+                _REQUEUE_SQL, now_ms, [aid for aid, _ in keys], [tgt for _, tgt in keys]
+            )
+            await _roll_up(conn, ids, now_ms)
+            return int(done.rsplit(" ", 1)[-1])
+
+        return await self._transaction(body)
+
     async def close(self) -> None:
         """Give back the claims not settled (a successor need not wait for their lease to
         expire), then close the pool (idempotent). If the database cannot be reached, the
@@ -267,11 +294,11 @@ async def recent_alerts(
 
 
 def _alert_record(row: Any, deliveries: tuple[DeliveryRecord, ...]) -> AlertRecord:
-    alert_id, key, rule, market, severity, title, body, targets, status, created, updated = row
+    alert_id, key, rule, market, severity, title, body, targets, status, created, updated, why = row
     return AlertRecord(
         id=alert_id, key=key, rule=rule, market_ticker=market, severity=severity, title=title,
         body=body, targets=tuple(json.loads(targets)), status=status, created_ms=created,
-        updated_ms=updated, deliveries=deliveries,
+        updated_ms=updated, deliveries=deliveries, suppressed_reason=why,
     )  # fmt: skip
 
 
@@ -298,6 +325,7 @@ async def _insert_alert(conn: Any, alert: Alert, now_ms: int) -> int:
         _INSERT_ALERT_SQL,
         alert.key, alert.rule, alert.market_ticker, alert.severity, alert.title, alert.body,
         json.dumps(targets), str(status), now_ms,
+        alert.suppressed_reason if alert.suppressed else None,
     )  # fmt: skip
     if alert_id is None:
         return 0

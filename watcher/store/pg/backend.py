@@ -15,7 +15,14 @@ from typing import Any
 from watcher.store.pg.connect import connect, storage_error
 from watcher.store.pg.dsn import mask_dsn
 from watcher.store.pg.schema import DAY_MS, day_of, drop_partitions_before, ensure_partitions
-from watcher.store.ports import AlertStore, Maintenance, PaperFills, ReadModel, TickSink
+from watcher.store.ports import (
+    AlertStore,
+    ControlStore,
+    Maintenance,
+    PaperFills,
+    ReadModel,
+    TickSink,
+)
 
 __all__ = ["APPLICATION_NAME", "DAYS_AHEAD", "PostgresBackend"]
 
@@ -82,6 +89,12 @@ class PostgresBackend:
         from watcher.store.pg.fills import PostgresFills
 
         return await PostgresFills.open(self._dsn)
+
+    async def control_store(self) -> ControlStore:
+        """Open the PostgreSQL mutes and pause (creating and migrating the schema)."""
+        from watcher.store.pg.controls import PostgresControls
+
+        return await PostgresControls.open(self._dsn)
 
     async def maintain(self, now_ms: int, retention_days: int) -> Maintenance:
         """Make today's and the next days' partitions; with ``retention_days`` > 0, drop whole

@@ -14,7 +14,8 @@ safe to run again, or to resume after it was killed:
   key the target holds is skipped, and a row keeps its source ``id`` unless the target already
   uses that id for another row; ``alert_deliveries.alert_id`` is mapped to the target's alert
   through the key; ``events`` are keyed by ``event_ticker`` (an event the target holds, as
-  a running watcher on it wrote it, is kept);
+  a running watcher on it wrote it, is kept); ``mutes`` by their target and ``paused`` by its
+  one row (what the target holds is kept);
 - the daily partitions of ``tickers`` and ``trades`` are created (:func:`ensure_partitions`)
   for the days of a chunk before it is written;
 - every id sequence is moved past the largest source id before copying (a new alert never takes
@@ -60,6 +61,8 @@ TABLES = (
     "service_state",
     "paper_fills",
     "events",
+    "mutes",
+    "paused",
 )
 #: Tables with a bigint ``id`` drawn from the sequence ``{table}_id_seq``.
 SEQUENCED = (

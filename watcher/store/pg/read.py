@@ -17,10 +17,12 @@ from typing import Any
 
 import asyncpg
 
+from watcher.domain.controls import ControlState
 from watcher.domain.event import EventInfo
 from watcher.kalshi import messages as m
 from watcher.store.event_json import EVENTS_SQL, event_from_json
 from watcher.store.pg.connect import create_pool, storage_error
+from watcher.store.pg.controls import load_controls
 from watcher.store.pg.dsn import mask_dsn
 from watcher.store.records import (
     AlertRecord,
@@ -49,7 +51,7 @@ _TRADE_COLUMNS = (
 )
 _ALERT_COLUMNS = (
     "id, idempotency_key, rule, market_ticker, severity, title, body, targets, status,"
-    " created_ms, updated_ms"
+    " created_ms, updated_ms, suppressed_reason"
 )
 #: The replay's sources, in tie order: kind, columns, table.
 _REPLAYED = (
@@ -127,6 +129,31 @@ class PostgresReadModel:
         )
         return [TickerRow(*row) for row in rows]
 
+    async def tick_series(
+        self, ticker: str, *, since_ms: int | None = None, points: int = 300
+    ) -> list[TickerRow]:
+        """Ticker updates at or after ``since_ms`` thinned to at most ``points`` rows, oldest
+        first: the newest update of each of ``points`` equal time buckets."""
+        if points < 1:
+            raise ValueError(f"points must be positive, but got {points}")
+        first, last = await self._fetchrow(
+            "SELECT min(ts_ms), max(ts_ms) FROM tickers WHERE market_ticker = $1 AND ts_ms >= $2",
+            ticker,
+            _since(since_ms),
+        )
+        if first is None:
+            return []
+        width = max(1, -(-(last - first + 1) // points))
+        rows = await self._fetch(
+            f"SELECT DISTINCT ON ((ts_ms - $2) / $3) {_TICKER_COLUMNS} FROM tickers"
+            " WHERE market_ticker = $1 AND ts_ms >= $2"
+            " ORDER BY (ts_ms - $2) / $3, ts_ms DESC, id DESC",
+            ticker,
+            first,
+            width,
+        )
+        return [TickerRow(*row) for row in rows]
+
     async def trade_history(
         self, ticker: str, *, since_ms: int | None = None, limit: int = 100
     ) -> list[TradeRow]:
@@ -174,11 +201,25 @@ class PostgresReadModel:
             deliveries[alert_id].append(DeliveryRecord(*fields))
         return [_alert_record(row, deliveries[row[0]]) for row in rows]
 
+    async def control_state(self) -> ControlState:
+        """The stored mutes (ended ones too, until purged) and the pause."""
+        pool = await self._open()
+        try:
+            async with pool.acquire() as conn:
+                return await load_controls(conn)
+        except _READ_ERRORS as exc:
+            raise storage_error("read", self._dsn, exc) from exc
+
     async def open_deliveries(self) -> int:
         """How many deliveries are still to send (``pending`` or ``retrying``)."""
         # The statuses of watcher.store.records.OPEN_STATUSES.
         sql = "SELECT count(*) FROM alert_deliveries WHERE status IN ('pending', 'retrying')"
         return int((await self._fetchrow(sql))[0])
+
+    async def delivery_counts(self) -> dict[str, int]:
+        """How many deliveries are in each status."""
+        rows = await self._fetch("SELECT status, count(*) FROM alert_deliveries GROUP BY status")
+        return {str(row[0]): int(row[1]) for row in rows}
 
     async def count_events(
         self, *, since_ms: int | None, until_ms: int | None, markets: Collection[str]
@@ -284,9 +325,9 @@ def _alert_record(row: Any, deliveries: list[DeliveryRecord]) -> AlertRecord:
     targets = tuple(json.loads(row[7]))
     # Deliveries in the order of the alert's targets (SQLite keeps insertion order).
     deliveries.sort(key=lambda d: targets.index(d.target) if d.target in targets else len(targets))
-    alert_id, key, rule, market, severity, title, body, _, status, created, updated = row
+    alert_id, key, rule, market, severity, title, body, _, status, created, updated, why = row
     return AlertRecord(
         id=alert_id, key=key, rule=rule, market_ticker=market, severity=severity, title=title,
         body=body, targets=targets, status=status, created_ms=created, updated_ms=updated,
-        deliveries=tuple(deliveries),
+        deliveries=tuple(deliveries), suppressed_reason=why,
     )  # fmt: skip

@@ -24,6 +24,8 @@ and why:
   decimal text (:mod:`watcher.store.fill_values`).
 - ``events`` (version 3) is SQLite's: one upserted row per ``event_ticker``, ``info`` the JSON
   of the event (:mod:`watcher.store.event_json`).
+- ``mutes``, ``paused`` and ``alerts.suppressed_reason`` (version 4) are SQLite's: what the
+  faces silence (:mod:`watcher.domain.controls`), shared by every instance on the database.
 - The version lives in ``watcher_schema``; :func:`migrate` runs under a transaction-level
   advisory lock, so two instances starting together migrate once.
 """
@@ -123,8 +125,21 @@ CREATE TABLE events (event_ticker text PRIMARY KEY, info text NOT NULL,
   updated_ms bigint NOT NULL);
 """
 
+_SCHEMA_V4 = """
+CREATE TABLE mutes (target_key text PRIMARY KEY, target text, until_ms bigint NOT NULL,
+  set_by text NOT NULL, created_ms bigint NOT NULL);
+CREATE TABLE paused (id integer PRIMARY KEY CHECK (id = 1), set_by text NOT NULL,
+  since_ms bigint NOT NULL);
+ALTER TABLE alerts ADD COLUMN suppressed_reason text;
+"""
+
 #: ``(version, sql)`` in ascending order; entry N brings a version N-1 database to version N.
-MIGRATIONS: list[tuple[int, str]] = [(1, _SCHEMA_V1), (2, _SCHEMA_V2), (3, _SCHEMA_V3)]
+MIGRATIONS: list[tuple[int, str]] = [
+    (1, _SCHEMA_V1),
+    (2, _SCHEMA_V2),
+    (3, _SCHEMA_V3),
+    (4, _SCHEMA_V4),
+]
 #: The schema version this code reads and writes.
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
