@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)  ## start the watcher against the built-in simulated exchange
+WEB_DEFAULT := 127.0.0.1:8780
+run: $(STAMP)  ## start the watcher against the built-in simulated exchange, dashboard on 127.0.0.1:8780 (or $$WATCHER_WEB)
 	test -f trades.json || cp trades.json.example trades.json
-	$(BIN)/watcher start --simulate $(ARGS)
+	$(BIN)/watcher start --simulate $(if $(WATCHER_WEB),,--web $(WEB_DEFAULT)) $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)

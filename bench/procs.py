@@ -234,6 +234,7 @@ class Watcher:
         db: str | None = None,
         rows: Callable[[], Awaitable[int]] | None = None,
         startup_timeout: float = STARTUP_TIMEOUT,
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.folder = folder
         self.db = folder / "data" / "w.db"
@@ -242,6 +243,7 @@ class Watcher:
         self._startup_timeout = startup_timeout
         self.env = watcher_env(firehose, keys)
         self.trades = trades
+        self.extra = extra  # more `watcher start` options (e.g. --web)
         self.summary: dict[str, int] = {}
         self.returncode: int | None = None
         self._proc: asyncio.subprocess.Process | None = None
@@ -257,7 +259,7 @@ class Watcher:
         out, err = self.folder / "watcher.out", self.folder / "watcher.err"
         with out.open("wb") as stdout, err.open("wb") as stderr:
             self._proc = await asyncio.create_subprocess_exec(
-                *watcher_command(self.trades, self.db_arg),
+                *watcher_command(self.trades, self.db_arg, *self.extra),
                 cwd=self.folder,
                 env=self.env,
                 stdout=stdout,

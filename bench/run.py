@@ -25,7 +25,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
-from bench import pgphase, phases, takeover
+from bench import pgphase, phases, takeover, webphase
 from bench.procs import ROOT, Firehose, Keys
 
 __all__ = ["TARGETS", "main", "run"]
@@ -83,6 +83,8 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     async with Firehose(markets, keys, rate=rate) as paced:
         await _step("tick→decision latency", results, phases.decision_latency(plan, paced))
         await _step("resubscribe", results, phases.resubscribe(plan, paced))
+    async with Firehose(markets, keys, rate=webphase.WEB_RATE) as slow:
+        await _step("dashboard open", results, webphase.dashboard_cost(plan, slow))
     async with Firehose(
         markets, keys, rate=rate, probe=phases.PROBE_INTERVAL, probe_markets=plan.positions
     ) as probing:
@@ -111,6 +113,7 @@ def _header(plan: phases.Plan, *, quick: bool) -> dict[str, Any]:
         "positions": plan.positions,
         "latency_rate_msgs_per_s": phases.LATENCY_RATE,
         "min_backoff_ms": MIN_BACKOFF_MS,
+        "web_rate_msgs_per_s": webphase.WEB_RATE,
         **{f"peak_rss_mb_{size}": None for size in RSS_SIZES},
         **{f"persisted_msgs_per_s_{size}": None for size in RSS_SIZES},
     }
@@ -264,6 +267,24 @@ def _memory_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
             f"peak RSS at {r['latency_rate_msgs_per_s']:,} msg/s (keeping up)",
             _fmt(r.get("peak_rss_mb_paced"), " MB"),
             "",
+        ),
+        *_dashboard_rows(r),
+    ]
+
+
+def _dashboard_rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Without and with ``--web`` and an SSE client, at the dashboard phase's rate."""
+    rate, p99, growth = r["web_rate_msgs_per_s"], r["web_p99_decision_ms"], r["web_rss_growth_mb"]
+    return [
+        (
+            f"tick→decision p99 at {rate:,} msg/s, no web / dashboard open",
+            f"{_fmt(r['noweb_p99_decision_ms'], '', 3)} / {_fmt(p99, ' ms', 3)}",
+            f"≤ 1 ms open: {_met((p99 or 1e9) <= TARGETS['p99_decision_ms'])}",
+        ),
+        (
+            f"peak RSS at {rate:,} msg/s, no web / dashboard open",
+            f"{_fmt(r['noweb_rss_mb'])} / {_fmt(r['web_rss_mb'], ' MB')}",
+            f"growth ≤ 8 MB: {_met((growth if growth is not None else 1e9) <= 8.0)}",
         ),
     ]
 

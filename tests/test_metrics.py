@@ -547,7 +547,8 @@ def test_env_example_lists_every_variable_and_no_secret_values():
             key, _, setting = line.partition("=")
             assigned.setdefault(key, setting)
     assert set(ENV_VARS) <= set(assigned)
-    for secret in ("KALSHI_API_KEY_ID", "KALSHI_PRIVATE_KEY_PASSWORD", "WATCHER_TELEGRAM_URL"):
+    secrets = ("KALSHI_API_KEY_ID", "KALSHI_PRIVATE_KEY_PASSWORD", "WATCHER_TELEGRAM_URL")
+    for secret in (*secrets, "WATCHER_WEB_TOKEN", "WATCHER_TELEGRAM_BOT_TOKEN"):
         assert assigned[secret] == ""
 
 

@@ -282,7 +282,7 @@ def test_secrets_never_appear_in_errors_or_reprs():
         pytest.param(
             "version: 1\nrule: []\n",
             "rules.yaml:2:1: unknown key 'rule' at the top level; expected one of: version, "
-            "timezone, notify, defaults, quiet_hours, fees, watch, rules",
+            "timezone, notify, defaults, quiet_hours, fees, watch, control, rules",
             id="unknown-top-level-key",
         ),
         pytest.param(
@@ -380,13 +380,13 @@ def test_secrets_never_appear_in_errors_or_reprs():
         pytest.param(
             "- a\n- b\n",
             "rules.yaml:1:1: expected a mapping with keys such as version, timezone, notify, "
-            "defaults, quiet_hours, fees, watch, rules, but got a list",
+            "defaults, quiet_hours, fees, watch, control, rules, but got a list",
             id="top-level-list",
         ),
         pytest.param(
             "",
             "rules.yaml:1:1: expected a mapping with keys such as version, timezone, notify, "
-            "defaults, quiet_hours, fees, watch, rules, but got an empty file",
+            "defaults, quiet_hours, fees, watch, control, rules, but got an empty file",
             id="empty-file",
         ),
         pytest.param(

@@ -25,6 +25,7 @@ from watcher.errors import (
     StorageError,
     WatcherError,
 )
+from watcher.faces.commands import web_command
 from watcher.ops.groups import GROUPS
 from watcher.ops.logs import setup_logging
 from watcher.settings import Settings, settings_from_env
@@ -106,6 +107,9 @@ def _errors_exit(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.version_option(package_name="watcher")
 def cli() -> None:
     """Paper-trading alerts and position watch for Kalshi prediction markets."""
+
+
+cli.add_command(web_command(_common, _settings, _errors_exit))  # watcher web (faces/commands.py)
 
 
 #: ``watcher start``'s options: (name, metavar, help, default); each has a WATCHER_* variable.

@@ -60,6 +60,8 @@ ENV_VARS = {
     "WATCHER_METRICS_PORT": "serve /metrics and /healthz on 127.0.0.1:PORT (default off)",
     "WATCHER_WEB": "serve the dashboard on [HOST:]PORT (default off; host 127.0.0.1)",
     "WATCHER_WEB_TOKEN": "token the dashboard asks for; required to bind a non-loopback host",
+    "WATCHER_TELEGRAM_BOT_TOKEN": "the chat bot's token, as rules.yaml's control.telegram uses it",
+    "WATCHER_TELEGRAM_API_URL": "the chat bot's Bot API root (default https://api.telegram.org)",
 }
 
 #: Hosts the dashboard may bind without a token: this machine only.

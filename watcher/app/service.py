@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from watcher import __version__
@@ -31,6 +31,7 @@ from watcher.ops.summary import run_summary
 from watcher.rules import RulesConfig
 from watcher.rules.session import CLOCK_INTERVAL
 from watcher.service.catchup import catch_up_after_connect
+from watcher.service.controls import Controls
 from watcher.service.desk import open_desk
 from watcher.service.endpoint import Endpoint, Mode, open_endpoint
 from watcher.service.jobs import Jobs
@@ -100,13 +101,15 @@ class Service:
         self.writeback = self._make_writeback()
         self.pipeline = self._make_pipeline(portfolio, rules)
         self.poller = self._make_poller()
-        self.watchlist = Watchlist(self.rest, self.pipeline, self.client, self.store.write_events)
+        self.watchlist = self._make_watchlist()
         self.jobs = self._make_jobs(clock_interval)
         self.config = self._make_config_watcher()
         self.metrics = self._make_metrics()
         self.metrics_server: MetricsServer | None = None
         #: The paper desk while the service runs (rules' closes, the faces' paper orders).
         self.desk: PaperDesk | None = None
+        #: Mutes and pauses while the service runs (the faces' /mute, /pause, ...).
+        self.controls: Controls | None = None
 
     def __repr__(self) -> str:
         where = self.endpoint.api_url if self.client is None else self.endpoint.ws_url
@@ -137,6 +140,8 @@ class Service:
             await self.store.start()
             stack.push_async_callback(self._close_store)
             await stack.enter_async_context(self.pipeline)
+            self.controls = await Controls.open(self.backend, scope=self.pipeline, clock=self.clock)
+            self.pipeline.controls = await stack.enter_async_context(self.controls)
             self.desk = await stack.enter_async_context(self._open_desk())
             self.pipeline.closer = self.desk
             await self._serve_metrics(stack, server)
@@ -225,14 +230,33 @@ class Service:
         return open_desk(self.backend, self.rest, s.trades_path, rules=rules, clock=self.clock)
 
     def _make_poller(self) -> MarketPoller:
-        pipeline = self.pipeline
+        pipeline, keyless = self.pipeline, self.client is None
+
+        def tickers() -> Iterable[str]:
+            # keyless: every watched market (positions and watched events) is polled; with a
+            # WebSocket the metadata refresh asks only about the positions' markets
+            return pipeline.watched if keyless else pipeline.portfolio.tickers()
+
         return MarketPoller(
             rest=self.rest,
-            tickers=lambda: pipeline.portfolio.tickers(),
+            tickers=tickers,
             on_market=pipeline.apply_market,
             on_unknown=pipeline.unknown_market,
             emit=self.queue.put if self.client is None else None,
             clock=self.clock,
+        )
+
+    def _make_watchlist(self) -> Watchlist:
+        """Watched events and series → markets (the simulator's demo events when simulated)."""
+        simulated = self.endpoint.mode == "simulate"
+        store, backend = self.store, self.backend
+        return Watchlist(
+            self.rest,
+            self.pipeline,
+            self.client,
+            store.write_events,
+            backend=backend,
+            simulated=simulated,
         )
 
     def _make_jobs(self, clock_interval: float) -> Jobs:

@@ -5,7 +5,8 @@ Faces hold no logic of their own. They read through the store's
 :class:`~watcher.store.ports.ReadModel` (the same read-outs as ``watcher status``,
 ``alerts``, ``history`` and ``replay`` in :mod:`watcher.ops`) and act through the service's
 own calls: the :class:`~watcher.service.paper.PaperDesk` for paper orders, the alert store for
-retries. :class:`ServiceView` names the part of :class:`watcher.app.Service` they may use.
+retries, :class:`~watcher.service.controls.Controls` for mutes and pauses.
+:class:`ServiceView` names the part of :class:`watcher.app.Service` they may use.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from watcher.ops.health import LiveHealth
     from watcher.rules import RulesConfig
+    from watcher.service.controls import Controls
     from watcher.service.paper import PaperDesk
     from watcher.service.pipeline import Pipeline
     from watcher.settings import Settings
@@ -41,6 +43,12 @@ class ServiceView(Protocol):
     @property
     def desk(self) -> PaperDesk | None:
         """The paper desk (None until the service has opened it)."""
+        ...
+
+    @property
+    def controls(self) -> Controls | None:
+        """Mutes and pauses: the bot's ``/mute`` and ``/pause``, the dashboard's (None until
+        the service has opened them)."""
         ...
 
     def live_health(self) -> LiveHealth: ...

@@ -1,6 +1,11 @@
-"""The notification port: what the sender needs to put one message on one target's URLs.
+"""The notification ports: what the sender needs to put one message on one target.
 
-:class:`Notifier` is the whole interface between the outbox sender and a delivery service.
+:class:`Notifier` is the whole interface between the outbox sender and a URL-based delivery
+service. :class:`TargetNotifier` is for a target that has no URL and delivers the alerts
+themselves (the Telegram bot's ``bot`` target, which adds buttons per alert): the sender hands
+it the due deliveries of its target once it is attached
+(:meth:`~watcher.notify.sender.Sender.attach`).
+
 Implementations: :class:`~watcher.notify.apprise_notifier.AppriseNotifier` (the default; Apprise
 is imported on first use) and :class:`~watcher.notify.fake.FakeNotifier` (in-memory, scripted
 outcomes, for tests). The outcome values are :class:`~watcher.notify.apprise_targets.UrlOutcome`
@@ -10,11 +15,14 @@ with a :class:`~watcher.notify.apprise_targets.SendStatus`.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from watcher.notify.apprise_targets import SendStatus, UrlOutcome
 
-__all__ = ["Notifier", "SendStatus", "UrlOutcome"]
+if TYPE_CHECKING:
+    from watcher.store.records import PendingDelivery
+
+__all__ = ["Notifier", "SendStatus", "TargetNotifier", "UrlOutcome"]
 
 
 class Notifier(Protocol):
@@ -40,4 +48,18 @@ class Notifier(Protocol):
 
     def retain(self, urls: Collection[str]) -> None:
         """Forget every loaded URL not in ``urls`` (the configuration was reloaded)."""
+        ...
+
+
+class TargetNotifier(Protocol):
+    """Delivers the alerts of one named target itself (a chat bot); never raises for a
+    delivery problem."""
+
+    async def deliver(self, items: Sequence[PendingDelivery]) -> tuple[SendStatus, str]:
+        """Send ``items`` (due deliveries of this target) as one message.
+
+        Returns:
+            ``DELIVERED``; ``FAILED`` (retried with backoff) or ``CONFIG_ERROR`` (never
+            retried), with an error text that carries no secret.
+        """
         ...

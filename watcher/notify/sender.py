@@ -12,6 +12,11 @@ target name missing from the configuration is a ``config_error`` and is never re
 Delivery is at least once: a crash between Apprise's answer and the database update re-sends
 that message after the restart. Within one process, a target with several URLs is re-sent only
 to the URLs that failed.
+
+A target without URLs can be delivered by a :class:`~watcher.notify.ports.TargetNotifier`
+attached by name (:meth:`Sender.attach`; the Telegram bot attaches ``bot`` while it runs). Its
+deliveries take the same path (claimed, coalesced, marked, retried); those of an ``awaiting``
+target that has nothing attached yet are retried, not given up, until it is attached.
 """
 
 from __future__ import annotations
@@ -21,13 +26,13 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from watcher.errors import StorageError
 from watcher.notify.apprise_notifier import AppriseNotifier
 from watcher.notify.apprise_targets import SendStatus, mask_url, normalize_targets
-from watcher.notify.ports import Notifier
+from watcher.notify.ports import Notifier, TargetNotifier
 from watcher.store.console import log_console_alert
 from watcher.store.ports import AlertStore
 from watcher.store.records import DeliveryRef, PendingDelivery
@@ -92,6 +97,8 @@ class Sender:
         give_up_after: seconds after recording an alert when a failed delivery becomes
             ``failed`` instead of being retried.
         notifier: what sends the messages (default: Apprise with ``timeout``).
+        awaiting: targets without URLs whose :class:`TargetNotifier` is attached later (the
+            chat bot's ``bot``): until then their deliveries are retried, not config errors.
     """
 
     def __init__(
@@ -106,10 +113,13 @@ class Sender:
         min_backoff: float = 2.0,
         give_up_after: float = DAY,
         notifier: Notifier | None = None,
+        awaiting: Collection[str] = (),
     ) -> None:
         self._outbox = outbox
         self._notifier = notifier if notifier is not None else AppriseNotifier(timeout=timeout)
         self._targets = normalize_targets(targets)
+        self._awaiting = frozenset(awaiting)
+        self._attached: dict[str, TargetNotifier] = {}
         self._window = coalesce_window
         self._max_backoff = max_backoff
         self._min_backoff = min_backoff
@@ -155,13 +165,25 @@ class Sender:
         """Look at the outbox now (call it from the event loop after ``Outbox.record``)."""
         self._wake.set()
 
-    def update_targets(self, targets: Mapping[str, Sequence[str] | str]) -> None:
+    def update_targets(
+        self, targets: Mapping[str, Sequence[str] | str], *, awaiting: Collection[str] = ()
+    ) -> None:
         """Replace the target configuration (hot reload); open deliveries use the new one."""
         self._targets = normalize_targets(targets)
+        self._awaiting = frozenset(awaiting)
         urls = {url for group in self._targets.values() for url in group}
         self._notifier.retain(urls)
         self._masked = {url: masked for url, masked in self._masked.items() if url in urls}
         self.wake()
+
+    def attach(self, target: str, notifier: TargetNotifier) -> None:
+        """Deliver ``target`` through ``notifier`` from now on (its due deliveries at once)."""
+        self._attached[target] = notifier
+        self.wake()
+
+    def detach(self, target: str) -> None:
+        """Stop delivering ``target`` through its notifier (its deliveries wait again)."""
+        self._attached.pop(target, None)
 
     # Private methods
 
@@ -271,7 +293,12 @@ class Sender:
         self, target: str, items: list[PendingDelivery]
     ) -> tuple[SendStatus, str]:
         """Send one message to every URL of ``target``; return the combined status and error."""
+        attached = self._attached.get(target)
+        if attached is not None:
+            return await _deliver_attached(target, attached, items)
         urls = self._targets.get(target)
+        if urls is None and target in self._awaiting:
+            return SendStatus.FAILED, f"target {target!r} is not connected yet"
         if urls is None:
             return SendStatus.CONFIG_ERROR, f"unknown target {target!r}"
         usable = [url for url in urls if await self._load(target, url)]
@@ -310,3 +337,14 @@ class Sender:
         if masked is None:
             masked = self._masked[url] = mask_url(url)
         return masked
+
+
+async def _deliver_attached(
+    target: str, notifier: TargetNotifier, items: list[PendingDelivery]
+) -> tuple[SendStatus, str]:
+    """The attached notifier's result; an exception it should not raise is a retried failure."""
+    try:
+        return await notifier.deliver(items)
+    except Exception as exc:
+        logger.exception("target %r: its notifier failed", target)
+        return SendStatus.FAILED, f"{target} notifier failed: {type(exc).__name__}"

@@ -9,7 +9,7 @@ from watcher.domain.trades_file import PositionsError, load_positions
 from watcher.errors import ConfigError, KeyFileError
 from watcher.kalshi.auth import KalshiSigner
 from watcher.notify import validate_targets
-from watcher.rules import RulesError, load_rules
+from watcher.rules import RulesConfig, RulesError, load_rules
 from watcher.rules.engine import unmatched_rules
 from watcher.rules.volume import VolumeSpikeRule, silent_note
 from watcher.settings import Settings
@@ -46,16 +46,28 @@ def run_checks(settings: Settings) -> tuple[list[str], list[str]]:
         report += [f"warning: {w}" for w in rules.warnings]
         spikes = [r for r in rules.rules if isinstance(r, VolumeSpikeRule) and r.enabled]
         report += [silent_note(rule) for rule in spikes]
-        target_problems = validate_targets(rules.notify)
-        problems += [f"{settings.rules_path}: {p}" for p in target_problems]
-        if rules.notify and not target_problems:
-            report.append(f"notify targets: {', '.join(sorted(rules.notify))}")
-        elif not rules.notify:
-            report.append("notify targets: none (alerts go to the console log)")
+        report += _targets(rules, problems, settings)
     report.append(_check_key(settings, problems))
     database = asyncio.run(describe_database(settings.db_path))
     (problems if database.problem else report).append(database.line)
     return problems, report
+
+
+def _targets(rules: RulesConfig, problems: list[str], settings: Settings) -> list[str]:
+    """The notify targets (the Telegram bot's ``bot`` too) and the phone control, never
+    showing a URL's secret or the bot token; unusable targets are added to ``problems``."""
+    target_problems = validate_targets(rules.notify)
+    problems += [f"{settings.rules_path}: {p}" for p in target_problems]
+    report = []
+    targets = sorted([*rules.notify, *rules.chat_targets])
+    if targets and not target_problems:
+        report.append(f"notify targets: {', '.join(targets)}")
+    elif not targets:
+        report.append("notify targets: none (alerts go to the console log)")
+    control = rules.control.describe()
+    if control is not None:
+        report.append(f"control: {control}")
+    return report
 
 
 def _check_key(settings: Settings, problems: list[str]) -> str:

@@ -21,7 +21,15 @@ from pydantic_core import ErrorDetails
 
 from watcher.errors import ConfigError
 from watcher.rules.fields import describe, mask_urls
-from watcher.rules.model import RULE_TYPES, Defaults, QuietHours, RulesConfig
+from watcher.rules.model import (
+    BOT_TARGET,
+    RULE_TYPES,
+    Control,
+    Defaults,
+    QuietHours,
+    RulesConfig,
+    TelegramControl,
+)
 from watcher.rules.yamlsource import Path, Source, Where, read_yaml
 
 __all__ = ["RulesError", "load_rules", "parse_rules"]
@@ -174,17 +182,36 @@ def _cross_check(source: Source) -> list[Problem]:
     targets = data.get("notify", {})
     if not isinstance(targets, dict):
         return problems
+    known = dict.fromkeys(targets)  # in the order written, for the message
+    if _has_bot(data):
+        problems += _bot_taken(source, targets)
+        known[BOT_TARGET] = None
     defaults = data.get("defaults")
     if isinstance(defaults, dict):
-        problems += _unknown_targets(
-            source, ("defaults", "notify"), defaults.get("notify"), targets
-        )
+        problems += _unknown_targets(source, ("defaults", "notify"), defaults.get("notify"), known)
     rules = data.get("rules")
     for index, rule in enumerate(rules if isinstance(rules, list) else []):
         if isinstance(rule, dict):
             path = ("rules", index, "notify")
-            problems += _unknown_targets(source, path, rule.get("notify"), targets)
+            problems += _unknown_targets(source, path, rule.get("notify"), known)
     return problems
+
+
+def _has_bot(data: dict[str, Any]) -> bool:
+    """Whether ``control.telegram`` is written (then the ``bot`` target exists)."""
+    control = data.get("control")
+    return isinstance(control, dict) and isinstance(control.get("telegram"), dict)
+
+
+def _bot_taken(source: Source, targets: dict[str, Any]) -> list[Problem]:
+    if BOT_TARGET not in targets:
+        return []
+    where = source.keys.get(("notify", BOT_TARGET), _START)
+    message = (
+        f"notify target {BOT_TARGET!r} is the Telegram bot of control.telegram;"
+        " give this target another name"
+    )
+    return [(where, message)]
 
 
 def _duplicate_names(source: Source, rules: Any) -> list[Problem]:
@@ -205,16 +232,18 @@ def _duplicate_names(source: Source, rules: Any) -> list[Problem]:
 
 
 def _unknown_targets(
-    source: Source, path: Path, names: Any, targets: dict[str, Any]
+    source: Source, path: Path, names: Any, known: dict[str, None]
 ) -> list[Problem]:
     items = list(enumerate(names)) if isinstance(names, list) else [(None, names)]
-    defined = ", ".join(map(mask_urls, targets)) or "none"
+    defined = ", ".join(map(mask_urls, known)) or "none"
     problems: list[Problem] = []
     for index, name in items:
-        if isinstance(name, str) and name.strip() and name.strip() not in targets:
+        if isinstance(name, str) and name.strip() and name.strip() not in known:
             at = path if index is None else (*path, index)
+            hint = " (it needs control.telegram)" if name.strip() == BOT_TARGET else ""
             message = (
-                f"unknown notify target {mask_urls(name.strip())!r}; defined targets: {defined}"
+                f"unknown notify target {mask_urls(name.strip())!r}{hint};"
+                f" defined targets: {defined}"
             )
             problems.append((source.values.get(at, _START), message))
     return problems
@@ -297,6 +326,10 @@ def _model_at(path: Path, data: Any) -> tuple[type[BaseModel] | None, str]:
         return Defaults, " in defaults"
     if path == ("quiet_hours",):
         return QuietHours, " in quiet_hours"
+    if path == ("control",):
+        return Control, " in control"
+    if path == ("control", "telegram"):
+        return TelegramControl, " in control.telegram"
     if len(path) == 2 and path[0] == "rules":
         kind = _value_at((*path, "type"), data)
         model = RULE_TYPES.get(kind) if isinstance(kind, str) else None

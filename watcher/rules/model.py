@@ -8,6 +8,7 @@ A file looks like::
       phone: ${WATCHER_TELEGRAM_URL:-}
     defaults: {notify: [phone], cooldown: 15m}
     quiet_hours: {start: "23:00", end: "07:00", except: critical}
+    control: {telegram: {token: ${WATCHER_TELEGRAM_BOT_TOKEN}, chats: [987654321]}}
     rules:
       - {name: tight spread, type: spread, max_cents: 2}
 
@@ -32,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, PrivateAttr
 
 from watcher.domain.alert import Severity
 from watcher.domain.fees import TAKER_RATE
+from watcher.rules.control import BOT_TARGET, Control, TelegramControl
 from watcher.rules.fields import (
     Basis,
     Duration,
@@ -60,8 +62,10 @@ from watcher.rules.kinds import (
 )
 
 __all__ = [
+    "BOT_TARGET",
     "RULE_TYPES",
     "ClosingSoonRule",
+    "Control",
     "Defaults",
     "Fees",
     "LevelRule",
@@ -75,6 +79,7 @@ __all__ = [
     "SettledRule",
     "SpreadRule",
     "StaleRule",
+    "TelegramControl",
     "TradeSizeRule",
     "VelocityRule",
     "Watch",
@@ -176,7 +181,9 @@ class RulesConfig(BaseModel):
 
     ``notify`` maps target names to Apprise URLs; after loading it holds only targets with at
     least one URL (a target whose URLs were all empty is dropped, with a warning, and alerts to
-    it go to the console). It is hidden from ``repr``: the URLs carry tokens.
+    it go to the console). It is hidden from ``repr``: the URLs carry tokens. ``control``
+    switches the phone control on (:mod:`watcher.rules.control`); with ``control.telegram``
+    the target :data:`BOT_TARGET` (``bot``) exists too, delivered by the bot.
     """
 
     model_config = _FROZEN
@@ -188,6 +195,7 @@ class RulesConfig(BaseModel):
     quiet_hours: QuietHours | None = None
     fees: Fees = Fees()
     watch: Watch = Watch()
+    control: Control = Control()
     rules: tuple[Rule, ...] = ()
 
     _warnings: tuple[str, ...] = PrivateAttr(default=())
@@ -247,7 +255,14 @@ class RulesConfig(BaseModel):
     def targets_of(self, rule: RuleBase) -> tuple[str, ...]:
         """Names of the notify targets the rule's alerts go to (empty: console only)."""
         names = self.defaults.notify if rule.notify is None else rule.notify
-        return tuple(name for name in names if self.notify.get(name))
+        bots = self.chat_targets
+        return tuple(name for name in names if self.notify.get(name) or name in bots)
+
+    @property
+    def chat_targets(self) -> tuple[str, ...]:
+        """Targets with no URL that a chat bot delivers: ``("bot",)`` with
+        ``control.telegram``, else none."""
+        return (BOT_TARGET,) if self.control.telegram is not None else ()
 
     def cooldown_ms(self, rule: RuleBase) -> int:
         """The rule's cooldown (or ``defaults.cooldown``) in milliseconds."""

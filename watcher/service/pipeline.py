@@ -103,7 +103,7 @@ class Pipeline(Recording):
         self.alert_store = alert_store = await self.open_alert_store()
         saved = await alert_store.load_rule_states()
         self.session.states = {key: RuleState.from_json(value) for key, value in saved.items()}
-        self.sender = Sender(alert_store, self.rules.notify)
+        self.sender = Sender(alert_store, self.rules.notify, awaiting=self.rules.chat_targets)
         await self.sender.__aenter__()
         return self
 
@@ -151,7 +151,7 @@ class Pipeline(Recording):
         for warning in unmatched_rules(rules, self.portfolio):
             logger.warning("%s", warning)
         if self.sender is not None:
-            self.sender.update_targets(rules.notify)
+            self.sender.update_targets(rules.notify, awaiting=rules.chat_targets)
         if self.closer is not None:
             self.closer.fee_rate = rules.fees.taker_rate
 
