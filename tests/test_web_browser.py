@@ -5,7 +5,9 @@ runs them.
 One service serves all of these tests (module scope would need a module-scoped event loop; a
 single test keeps it simple and fast): the overview lists the positions, a live tick changes a
 displayed price without a reload, an alert shows up in the inbox, the market chart draws a
-non-empty path, and the overview's screenshot is written as a test artifact
+non-empty path, the overview's screenshot is written as a test artifact, and silencing works
+(a mute made elsewhere appears in the Silenced section without a reload, "unmute all" and a
+position's "Mute 1h" button change it)
 (``test-artifacts/dashboard.png``; ``WATCHER_SCREENSHOT_DOCS=1`` also writes
 ``docs/dashboard.png``, the README's picture).
 """
@@ -68,6 +70,7 @@ async def test_the_dashboard_in_chromium_against_the_simulator(
         await _an_alert_arrives_in_the_inbox(page, url)
         await _the_market_chart_draws_a_path(page, url)
         await _screenshot_of_the_overview(page, url)
+        await _silencing_from_the_overview(page, url)
     finally:
         _, err = await finish(proc, 15)  # SIGTERM: the service flushes and exits 0
     assert proc.returncode == 0, err[-2000:]
@@ -133,3 +136,29 @@ async def _the_market_chart_draws_a_path(page: Any, url: str) -> None:
                  .some(p => (p.getAttribute('d') || '').length > 10)"""
     )
     assert await page.inner_text("#quote-bid") != "-"
+
+
+async def _silencing_from_the_overview(page: Any, url: str) -> None:
+    """A mute made elsewhere (the API, as another tab or the bot would) shows up in the
+    Silenced section by the page's own script; "unmute all" and a row's "Mute 1h" are forms
+    that come back to the overview saying what they did."""
+    await page.goto(f"{url}/")
+    await page.wait_for_selector("#live-state[data-state='live']")
+    assert await page.query_selector("#silenced") is None
+    await page.evaluate("() => { window.__sameDocument = true; }")
+    async with httpx.AsyncClient(base_url=url) as client:
+        await client.get("/api/health")
+        csrf = {"X-CSRF-Token": client.cookies["watcher_csrf"]}
+        muted = await client.post("/api/controls/mute", data={"duration": "5m"}, headers=csrf)
+        assert muted.status_code == 200, muted.text
+    await page.wait_for_selector("#silenced tr.mute[data-target='']")
+    assert await page.evaluate("() => window.__sameDocument === true")
+    assert "muted 1" in await page.inner_text("#health-silenced")
+    await page.click("#unmute-all")
+    await page.wait_for_selector("#notice.notice-done")
+    assert await page.query_selector("#silenced") is None
+    ticker = _pending_tickers()[0]
+    await page.click(f"#positions tr.position[data-ticker='{ticker}'] button.mute-1h")
+    row = await page.wait_for_selector(f"#silenced tr.mute[data-target='{ticker}']")
+    assert "web" in await row.inner_text()
+    assert (await page.inner_text("#notice")).startswith(f"muted {ticker} until ")

@@ -40,7 +40,15 @@ from watcher.rules import RulesConfig
 from watcher.store.control_ports import ControlStore
 from watcher.store.ports import Backend
 
-__all__ = ["MAX_AGE_S", "SERVICE_RULES", "ControlScope", "Controls", "mute_reason", "when_text"]
+__all__ = [
+    "MAX_AGE_S",
+    "MAX_MUTE_S",
+    "SERVICE_RULES",
+    "ControlScope",
+    "Controls",
+    "mute_reason",
+    "when_text",
+]
 
 logger = logging.getLogger("watcher.controls")
 
@@ -58,6 +66,10 @@ class ControlScope(Protocol):
 
     @property
     def watched(self) -> frozenset[str]: ...
+
+
+#: The longest mute: a year (a longer one is a typo, and would overflow the dates shown).
+MAX_MUTE_S = 365 * 86_400
 
 
 class Controls:
@@ -129,7 +141,8 @@ class Controls:
         of case.
 
         Raises:
-            ValueError: ``duration_s`` is not a positive number, or ``target`` names no rule
+            ValueError: ``duration_s`` is not a positive number of at most 365 days, or
+                ``target`` names no rule
                 in force and no watched market.
             StorageError: the database cannot be written.
         """
@@ -137,6 +150,8 @@ class Controls:
             raise ValueError(f"a mute lasts a number of seconds, not {duration_s!r}")
         if duration_s <= 0:
             raise ValueError(f"a mute must last more than 0 seconds, not {duration_s}")
+        if duration_s > MAX_MUTE_S:
+            raise ValueError("a mute lasts at most 365 days (unmute it, or mute it again later)")
         target = self._target(target)
         now = self._now(now_ms)
         mute = Mute(target, now + max(1, round(duration_s * 1000)), by, now)

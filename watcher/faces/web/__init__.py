@@ -2,7 +2,8 @@
 
 Starlette on uvicorn as a task of the service's event loop (:mod:`.server`), Jinja2 pages
 (:mod:`.pages`) with our own SVG charts (:mod:`.charts`), a JSON API (:mod:`.api`), one
-server-sent-event stream per tab (:mod:`.live`), and a guard for the token, CSRF and the
+server-sent-event stream per tab (:mod:`.live`), mutes and the pause (:mod:`.silence`, through
+the service's ``Controls``), and a guard for the token, CSRF and the
 security headers (:mod:`.security`). Everything is read through :mod:`.source`: the running
 service when this instance is active, else the database. Imported only when the dashboard is
 switched on.

@@ -5,7 +5,9 @@ Money is exact: dollar amounts are decimal strings (``"0.45"``, ``"-1.50"``), ne
 - ``GET /api/positions``: one object per watched position.
 - ``GET /api/alerts?status=&market=&rule=&limit=``: the inbox, newest first.
 - ``GET /api/markets/{ticker}/series?window=1h|1d|7d|all``: the YES quote over time.
-- ``GET /api/health``: the health strip.
+- ``GET /api/health``: the health strip (with ``controls``: what is silenced).
+- ``GET /api/controls`` and ``POST /api/controls/mute|unmute|pause|resume``: what is
+  silenced, and silencing (:mod:`watcher.faces.web.silence`).
 - ``GET /api/rules`` and ``GET /api/replay?window=1d|7d``: the rules page.
 """
 
@@ -90,7 +92,7 @@ async def series_api(request: Request) -> JSONResponse:
 async def health_api(request: Request) -> JSONResponse:
     """The health strip's values (and their texts, under ``items``)."""
     source = source_of(request)
-    return JSONResponse(health_json(await source.health(), source.now_ms()))
+    return JSONResponse(health_json(await source.health(), source.now_ms(), tz=source.rules.tz))
 
 
 async def rules_api(request: Request) -> JSONResponse:

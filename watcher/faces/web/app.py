@@ -26,7 +26,7 @@ from starlette.templating import Jinja2Templates
 
 from watcher.errors import StorageError
 from watcher.faces.host import FaceHost
-from watcher.faces.web import api, pages
+from watcher.faces.web import api, pages, silence
 from watcher.faces.web.live import LiveFeed, encode
 from watcher.faces.web.security import Guard
 from watcher.faces.web.source import Source
@@ -54,7 +54,7 @@ def create_app(host: FaceHost, *, read_only: bool = False) -> Starlette:
     source = Source(host, read_only=read_only)
 
     async def health() -> Any:
-        return health_json(await source.health(), source.now_ms())
+        return health_json(await source.health(), source.now_ms(), tz=source.rules.tz)
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -90,6 +90,8 @@ def _routes() -> list[Any]:
         Route("/alerts", pages.alerts_page),
         Route("/alerts/{alert_id:int}/retry", pages.retry_delivery, methods=["POST"]),
         Route("/rules", pages.rules_page),
+        Route("/silenced", silence.silenced_fragment),
+        Route("/controls/{action}", silence.control_action, methods=["POST"]),
         Route("/events", _events),
         Route("/api/positions", api.positions_api),
         Route("/api/alerts", api.alerts_api),
@@ -97,6 +99,8 @@ def _routes() -> list[Any]:
         Route("/api/health", api.health_api),
         Route("/api/rules", api.rules_api),
         Route("/api/replay", api.replay_api),
+        Route("/api/controls", silence.controls_api),
+        Route("/api/controls/{action}", silence.control_action, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
 

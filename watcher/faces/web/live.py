@@ -5,7 +5,7 @@ Named events:
 - ``hello``: sent first; its ``id`` is the newest alert the tab has, so a reconnect resumes.
 - ``tick``: a market's quote and its positions' prices and P&L (:func:`~.views.quote_json`).
 - ``alert``: a newly recorded alert (:func:`~.views.alert_row`); its ``id`` is the alert's id.
-- ``health``: the health strip (:func:`~.pages.health_json`).
+- ``health``: the health strip, with what is silenced (:func:`~.views.health_json`).
 
 One :class:`LiveFeed` per dashboard does the work, and only while a tab is connected: every
 :data:`TICK_INTERVAL` it compares each watched market of the running service's market view with

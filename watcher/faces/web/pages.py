@@ -4,7 +4,9 @@ Each handler reads through the :class:`~watcher.faces.web.source.Source` and han
 by :mod:`watcher.faces.web.views` to a Jinja2 template; the charts are the SVG of
 :mod:`watcher.faces.web.charts`. Element ids and classes are stable for the browser tests and
 the page's script: ``tr[data-ticker][data-index]`` rows, ``#pos-N-bid``/``-ask``/``-mark``/
-``-pnl`` cells, ``#quote-bid``/``-ask``/``-last``, ``svg.chart path.chart-last``.
+``-pnl`` cells, ``#quote-bid``/``-ask``/``-last``, ``svg.chart path.chart-last``, the
+Silenced section ``#silenced`` (``tr.mute[data-target]``, ``#unmute-all``, ``#resume``) in
+``#silenced-slot``, a row's ``button.mute-1h``, and a flash message ``#notice``.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from watcher.faces.web.charts import carry_forward, price_chart, sparkline
-from watcher.faces.web.security import form_fields, require_csrf
+from watcher.faces.web.security import clear_flash, form_fields, read_flash, require_csrf
 from watcher.faces.web.source import Source
 from watcher.faces.web.views import (
     WINDOWS,
     alert_marker,
     alert_row,
+    controls_json,
     health_json,
     position_row,
     trade_row,
@@ -85,7 +88,8 @@ def window_of(request: Request, default: str = "1h") -> str:
 
 
 async def overview_page(request: Request) -> Response:
-    """``/``: the health strip and one row per watched position."""
+    """``/``: the health strip, what is silenced, one row per watched position (each with a
+    "Mute 1h" button), and the form to mute or pause."""
     source = source_of(request)
     overview = await source.overview()
     tz = source.rules.tz
@@ -101,6 +105,8 @@ async def overview_page(request: Request) -> Response:
         "closed": overview.table.closed,
         "realized": signed_dollars(overview.table.realized),
         "unrealized": "-" if unrealized is None else signed_dollars(unrealized),
+        "silenced": controls_json(overview.health.controls, tz=tz, now_ms=source.now_ms()),
+        "targets": [*source.portfolio().tickers(), *(rule.name for rule in source.rules.rules)],
     }
     return await _render(request, "overview.html", context, health=overview.health)
 
@@ -293,16 +299,21 @@ async def _render(
         health = await source.health()
     newest = await source.alerts(limit=1)
     templates = request.app.state.templates
-    return templates.TemplateResponse(  # type: ignore[no-any-return]
+    flash = read_flash(request)
+    response: Response = templates.TemplateResponse(
         request,
         name,
         {
             **context,
             "page": name.removesuffix(".html"),
-            "health": health_json(health, source.now_ms()),
+            "health": health_json(health, source.now_ms(), tz=source.rules.tz),
             "csrf": request.state.csrf,
             "last_alert_id": newest[0].id if newest else 0,
             "page_ticker": ticker,
             "read_only": source.read_only,
+            "flash": flash,
         },
     )
+    if flash is not None:
+        clear_flash(response)
+    return response

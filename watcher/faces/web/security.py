@@ -10,14 +10,20 @@
   the same value in each form. A POST must send it back as the ``csrf`` form field or an
   ``X-CSRF-Token`` header (:func:`require_csrf`), else 403 (double submit: another site can
   neither read the cookie nor set it).
+- **Flash.** What an action did, or why it was refused, reaches the next page in a
+  short-lived cookie (:func:`set_flash`, :func:`read_flash`), never in the URL: a link cannot
+  make the dashboard show a message.
 - **Headers.** A Content-Security-Policy without inline script or style and with
   ``frame-ancestors 'none'``; ``nosniff``; no referrer; no caching of pages and API answers.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import json
 import secrets
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qsl
@@ -32,11 +38,15 @@ __all__ = [
     "CSP",
     "CSRF_COOKIE",
     "CSRF_HEADER",
+    "FLASH_COOKIE",
     "SESSION_COOKIE",
     "Guard",
+    "clear_flash",
     "form_fields",
+    "read_flash",
     "require_csrf",
     "session_value",
+    "set_flash",
 ]
 
 CSP = (
@@ -46,6 +56,10 @@ CSP = (
 SESSION_COOKIE = "watcher_session"
 CSRF_COOKIE = "watcher_csrf"
 CSRF_HEADER = "x-csrf-token"
+FLASH_COOKIE = "watcher_flash"
+#: The longest message a flash carries, and how long it waits for the next page (seconds).
+FLASH_CHARS = 300
+FLASH_AGE_S = 60
 #: The largest form body a POST may send.
 MAX_FORM_BYTES = 16_384
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
@@ -90,6 +104,34 @@ async def form_fields(request: Request) -> dict[str, str]:
     for name, value in pairs:
         fields.setdefault(name, value)
     return fields
+
+
+def set_flash(response: Response, kind: str, text: str) -> None:
+    """Leave ``text`` for the next page this browser shows; ``kind`` is ``done`` or ``error``."""
+    data = json.dumps({"kind": kind, "text": text[:FLASH_CHARS]}).encode()
+    value = base64.urlsafe_b64encode(data).decode().rstrip("=")
+    response.set_cookie(
+        FLASH_COOKIE, value, max_age=FLASH_AGE_S, path="/", httponly=True, samesite="strict"
+    )
+
+
+def read_flash(request: Request) -> dict[str, str] | None:
+    """The message :func:`set_flash` left (``{"kind", "text"}``), or None."""
+    value = request.cookies.get(FLASH_COOKIE)
+    if not value:
+        return None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("kind") not in ("done", "error"):
+        return None
+    return {"kind": data["kind"], "text": str(data.get("text", ""))[:FLASH_CHARS]}
+
+
+def clear_flash(response: Response) -> None:
+    """The message has been shown: forget it."""
+    response.delete_cookie(FLASH_COOKIE, path="/", httponly=True, samesite="strict")
 
 
 class Guard:

@@ -7,6 +7,12 @@ live market view instead of the newest stored tick (the same
 :func:`~watcher.service.digest.view_position`, just fresher). Alerts, charts and trades are read
 through the store's :class:`~watcher.store.ports.ReadModel`; a replay runs
 :func:`watcher.ops.replay.replay`, which ``watcher replay`` runs.
+
+Mutes and the pause are read through the running service's
+:class:`~watcher.service.controls.Controls` (else the read model's ``control_state``) and
+changed through a ``Controls`` only: the service's, or, with no service in this process
+(``watcher web``, a standby), one of the dashboard's own on the same database, which the
+service re-reads within :data:`~watcher.service.controls.MAX_AGE_S`.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from watcher.domain.alert import Alert
+from watcher.domain.controls import ControlState
 from watcher.domain.positions import Portfolio
 from watcher.domain.trades_file import load_positions
 from watcher.errors import ConfigError
@@ -27,6 +34,7 @@ from watcher.ops.health import LiveHealth
 from watcher.ops.replay import ReplayStats, replay
 from watcher.ops.status import FeedHealth, StatusRow, StatusTable, read_status
 from watcher.rules import RulesConfig
+from watcher.service.controls import Controls
 from watcher.service.digest import view_position
 from watcher.store import open_backend
 from watcher.store.ports import ReadModel
@@ -53,6 +61,7 @@ class Health:
         outbox_open: deliveries still to send.
         outbox_failed: deliveries that ended without success (failed, config_error).
         database: ``--db`` as it may be shown (a password masked).
+        controls: the mutes in force and the pause.
     """
 
     role: str
@@ -61,6 +70,7 @@ class Health:
     outbox_open: int
     outbox_failed: int
     database: str
+    controls: ControlState = field(default_factory=ControlState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +111,8 @@ class Source:
         self._opening = asyncio.Lock()
         self._replaying = asyncio.Lock()
         self._positions: tuple[tuple[int, int], Portfolio] | None = None
+        self._controls: Controls | None = None  # this dashboard's own (no service here)
+        self._scope = _StoredScope(self)
         self.problem: str | None = None
 
     def __repr__(self) -> str:
@@ -147,8 +159,13 @@ class Source:
 
     async def close(self) -> None:
         reader, self._reader = self._reader, None
-        if reader is not None:
-            await reader.close()
+        controls, self._controls = self._controls, None
+        try:
+            if controls is not None:
+                await controls.close()
+        finally:
+            if reader is not None:
+                await reader.close()
 
     # Public methods: what the pages show
 
@@ -239,7 +256,38 @@ class Source:
                 await reader.close()
         return run
 
+    async def controls(self) -> ControlState:
+        """The mutes in force now and the pause: as the running service's ``Controls`` reads
+        them, else as stored."""
+        service = self.service
+        controls = service.controls if service is not None else None
+        if controls is not None:
+            return await controls.active(self.now_ms())
+        return (await (await self.reader()).control_state()).at(self.now_ms())
+
     # Public methods: what a person may do
+
+    async def acting_controls(self) -> Controls:
+        """The one way to mute, unmute, pause and resume: the running service's ``Controls``;
+        without one here, the dashboard's own on ``--db`` (opened on first use), whose mutes
+        may name the rules in force and the markets of the positions and the stored watched
+        events.
+
+        Raises:
+            StorageError: the database cannot be opened or read.
+        """
+        service = self.service
+        if service is not None and service.controls is not None:
+            return service.controls
+        reader = await self.reader()
+        events = await reader.events()
+        watched = {ticker for event in events for ticker in event.tickers}
+        self._scope.watched = frozenset(self.portfolio().tickers()) | watched
+        async with self._opening:
+            if self._controls is None:
+                backend = open_backend(self.host.settings.db_path)
+                self._controls = await Controls.open(backend, scope=self._scope, clock=self.clock)
+        return self._controls
 
     async def retry(self, alert_id: int, target: str) -> int:
         """Put a failed delivery back in the running service's queue and wake its sender;
@@ -262,4 +310,22 @@ class Source:
         counts = await reader.delivery_counts()
         opened = sum(counts.get(status, 0) for status in OPEN_STATUSES)
         failed = sum(counts.get(status, 0) for status in _FAILED)
-        return Health(role, live, feed, opened, failed, self.host.settings.database)
+        database = self.host.settings.database
+        return Health(role, live, feed, opened, failed, database, await self.controls())
+
+
+class _StoredScope:
+    """What a mute made without a running service may name (see
+    :class:`~watcher.service.controls.ControlScope`): the rules in force, and the markets
+    :meth:`Source.acting_controls` found watched."""
+
+    def __init__(self, source: Source) -> None:
+        self._source = source
+        self.watched: frozenset[str] = frozenset()
+
+    def __repr__(self) -> str:
+        return f"<_StoredScope markets={len(self.watched)}>"
+
+    @property
+    def rules(self) -> RulesConfig:
+        return self._source.rules

@@ -9,16 +9,19 @@ timezone, as every read-out does.
 
 from __future__ import annotations
 
+from datetime import tzinfo
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from watcher.domain.controls import ControlState
 from watcher.domain.positions import Position
 from watcher.faces.web.charts import Marker
 from watcher.faces.web.source import Health
 from watcher.kalshi.fixed import format_cents
 from watcher.ops.readout import ago_text, cents_text, time_text
 from watcher.rules.wording import contracts_text, signed_dollars, span_text
+from watcher.service.controls import when_text
 from watcher.service.digest import PositionView
 from watcher.store.records import AlertRecord, DeliveryRecord, TradeRow, decimal_text
 
@@ -27,6 +30,7 @@ __all__ = [
     "WINDOWS",
     "alert_marker",
     "alert_row",
+    "controls_json",
     "health_json",
     "pnl_sign",
     "position_json",
@@ -164,10 +168,39 @@ def yes_entry(position: Position) -> tuple[int, str]:
     return _ONE - position.entry_micros, f"NO entry #{position.index} (as YES)"
 
 
-def health_json(health: Health, now_ms: int) -> dict[str, Any]:
+def controls_json(state: ControlState, *, tz: tzinfo, now_ms: int) -> dict[str, Any]:
+    """What is silenced (``GET /api/controls``, the ``health`` event's ``controls``, the
+    overview's Silenced section): the mutes in force at ``now_ms``, soonest end first, and the
+    pause, with their times in Unix ms and as text in the rules' time zone (the day named
+    unless it is today's)."""
+    paused = state.paused
+    return {
+        "mutes": [
+            {
+                "target": mute.target,
+                "what": mute.target or "everything",
+                "until_ms": mute.until_ms,
+                "until": when_text(mute.until_ms, tz, now_ms),
+                "by": mute.by,
+                "created_ms": mute.created_ms,
+            }
+            for mute in state.at(now_ms).mutes
+        ],
+        "paused": None
+        if paused is None
+        else {
+            "by": paused.by,
+            "since_ms": paused.since_ms,
+            "since": when_text(paused.since_ms, tz, now_ms),
+        },
+    }
+
+
+def health_json(health: Health, now_ms: int, *, tz: tzinfo) -> dict[str, Any]:
     """The health strip (``GET /api/health``, the ``health`` event): the running service's
-    counters, else what it last recorded; ``items`` holds each one's label, text and level
-    (``ok``, ``warn``, ``bad``) as the page shows them."""
+    counters, else what it last recorded, and what is silenced (:func:`controls_json`);
+    ``items`` holds each one's label, text and level (``ok``, ``warn``, ``bad``) as the page
+    shows them."""
     live, feed = health.live, health.feed
     mode: str | None
     if live is not None:
@@ -192,6 +225,7 @@ def health_json(health: Health, now_ms: int) -> dict[str, Any]:
         "instance": (live.instance if live else None) or feed.active,
         "standby": feed.standing_by(now_ms),
         "database": health.database,
+        "controls": controls_json(health.controls, tz=tz, now_ms=now_ms),
     }
     data["items"] = _health_items(data)
     return data
@@ -239,8 +273,17 @@ def _health_items(data: dict[str, Any]) -> list[dict[str, str]]:
             count(data["outbox_failed"]),
             level(False, bool(data["outbox_failed"])),
         ),
+        ("silenced", "silenced", *_silenced_text(data["controls"])),
     ]
     return [{"key": k, "label": label, "text": text, "level": lvl} for k, label, text, lvl in cells]
+
+
+def _silenced_text(controls: dict[str, Any]) -> tuple[str, str]:
+    """The strip's ``silenced`` cell: ``muted 2 / paused``, ``muted 1``, ``paused`` or ``-``."""
+    parts = [f"muted {len(controls['mutes'])}"] if controls["mutes"] else []
+    if controls["paused"] is not None:
+        parts.append("paused")
+    return (" / ".join(parts), "warn") if parts else ("-", "ok")
 
 
 def _prices(view: PositionView) -> dict[str, Any]:

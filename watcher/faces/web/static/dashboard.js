@@ -1,6 +1,7 @@
 // watcher dashboard: our own small script. One event stream per tab (/events) keeps the page
 // current without a reload: "tick" updates prices and P&L, "alert" adds alerts, "health"
-// refreshes the strip. Money arrives as ready-made text from the server; nothing here
+// refreshes the strip and, on the overview, the Silenced section when what is muted or paused
+// changed (the section itself comes from the server: /silenced). Money arrives as ready-made text from the server; nothing here
 // computes a price. The stream reconnects by itself and resumes after the last alert seen.
 "use strict";
 
@@ -136,6 +137,34 @@
       const value = el.querySelector(".health-value");
       if (value) value.textContent = item.text;
     }
+    if (health.controls) silencedChanged(health.controls);
+  }
+
+  // What is silenced, as one comparable string (key order differs between the page and events).
+  function silencedKey(controls) {
+    const mutes = controls.mutes.map(function (m) { return [m.target, m.until_ms, m.until, m.by]; });
+    const paused = controls.paused ? [controls.paused.by, controls.paused.since_ms] : null;
+    return JSON.stringify([mutes, paused]);
+  }
+
+  const slot = document.getElementById("silenced-slot");
+  let silenced = slot ? silencedKey(JSON.parse(slot.dataset.controls)) : null;
+
+  function silencedChanged(controls) {
+    if (!slot) return;
+    const key = silencedKey(controls);
+    if (key === silenced) return;
+    silenced = key;
+    fetch("/silenced", { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        if (html === null) return;
+        const doc = new DOMParser().parseFromString(html, "text/html");
+        slot.replaceChildren.apply(slot, Array.from(doc.body.childNodes, function (node) {
+          return document.importNode(node, true);
+        }));
+      })
+      .catch(function () { silenced = null; });
   }
 
   function connect() {
