@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from watcher.service.paper import PaperDesk
     from watcher.settings import Settings
 
-__all__ = ["paper_group"]
+__all__ = ["file_options", "paper_group"]
 
 _T = TypeVar("_T")
 
@@ -40,7 +40,7 @@ EXIT_USAGE = 2
 EXIT_STORAGE = 4
 
 
-def _files(func: Callable[..., Any]) -> Callable[..., Any]:
+def file_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--trades/--rules/--db/-v, as the other commands take them."""
     options = [
         click.option("--trades", metavar="PATH", help="positions file [env WATCHER_TRADES]"),
@@ -63,7 +63,7 @@ def paper_group() -> None:
 @click.option("--side", type=click.Choice(["yes", "no"], case_sensitive=False), required=True)
 @click.option("--qty", metavar="N", required=True, help="contracts to buy")
 @click.option("--limit", metavar="CENTS", help="pay at most this many cents a contract")
-@_files
+@file_options
 def buy(ticker: str, side: str, qty: str, limit: str | None, **files: Any) -> None:
     """Buy a side of TICKER at its ask (NO ask = $1 - YES bid) and add it to trades.json."""
     from watcher.service.paper import buy_text
@@ -76,7 +76,7 @@ def buy(ticker: str, side: str, qty: str, limit: str | None, **files: Any) -> No
 @click.argument("id_or_ticker")
 @click.option("--qty", metavar="N", help="contracts to sell (default: all)")
 @click.option("--limit", metavar="CENTS", help="take at least this many cents a contract")
-@_files
+@file_options
 def close(id_or_ticker: str, qty: str | None, limit: str | None, **files: Any) -> None:
     """Sell an open position at its side's bid (NO bid = $1 - YES ask)."""
     from watcher.service.paper import close_text
@@ -87,7 +87,7 @@ def close(id_or_ticker: str, qty: str | None, limit: str | None, **files: Any) -
 
 @paper_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object")
-@_files
+@file_options
 def list_(as_json: bool, **files: Any) -> None:
     """Open and closed positions: entry, exit, fees, realized and unrealized P&L, totals."""
     book = _run(files, lambda desk: desk.positions())

@@ -29,7 +29,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Protocol
 
@@ -38,7 +39,7 @@ from watcher.domain.controls import PAIR, ControlState, Mute, Pause, mute_key
 from watcher.errors import StorageError
 from watcher.rules import RulesConfig
 from watcher.store.control_ports import ControlStore
-from watcher.store.ports import Backend
+from watcher.store.ports import Backend, ReadModel
 
 __all__ = [
     "MAX_AGE_S",
@@ -46,7 +47,9 @@ __all__ = [
     "SERVICE_RULES",
     "ControlScope",
     "Controls",
+    "StoredScope",
     "mute_reason",
+    "stored_scope",
     "when_text",
 ]
 
@@ -66,6 +69,25 @@ class ControlScope(Protocol):
 
     @property
     def watched(self) -> frozenset[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredScope:
+    """A :class:`ControlScope` without a running service: the rules read from rules.yaml and
+    the markets of the positions and of the stored watched events (:func:`stored_scope`)."""
+
+    rules: RulesConfig
+    watched: frozenset[str]
+
+
+async def stored_scope(
+    read_model: ReadModel, rules: RulesConfig, tickers: Iterable[str]
+) -> StoredScope:
+    """The scope of a mute made without a running service (``watcher mute``, ``watcher web``):
+    ``rules``, the positions' ``tickers`` and every market of the stored watched events."""
+    events = await read_model.events()
+    watched = {ticker for event in events for ticker in event.tickers}
+    return StoredScope(rules, frozenset(tickers) | watched)
 
 
 #: The longest mute: a year (a longer one is a typo, and would overflow the dates shown).
@@ -158,7 +180,7 @@ class Controls:
         await self.store.purge_mutes(now)
         await self.store.put_mute(mute)
         await self.reload()
-        logger.info("muted %s until %s by %s", target or "everything", mute.until_ms, by)
+        logger.info("%s", mute_reason(mute, self.tz, now))
         return mute
 
     async def unmute(self, target: str | None = None, *, now_ms: int | None = None) -> int:
@@ -187,7 +209,7 @@ class Controls:
         lifted = await self.store.resume()
         await self.reload()
         if lifted:
-            logger.info("resumed at %s: alerts go out again", self._now(now_ms))
+            logger.info("resumed: alerts go out again")
         return lifted
 
     async def active(self, now_ms: int | None = None) -> ControlState:
