@@ -1,23 +1,34 @@
 """The watchlist (issue 14) against the simulator's REST and a real SQLite store: each event
-carries its series' fee_multiplier, markets a later expansion adds are seeded for
-volume_spike from the stored ticks, and the demo events stand in for a missing `watch:` only
-when simulating."""
+carries its series' fee_multiplier unless an event fee override is in force (GET
+/events/fee_changes, or Kalshi's event_fee_update frame live), markets a later expansion adds
+are seeded for volume_spike from the stored ticks, and the demo events stand in for a missing
+`watch:` only when simulating."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from tests.conftest import FIXTURES, MS
+from watcher.domain.alert import Alert
+from watcher.domain.event import EventInfo
 from watcher.domain.positions import Portfolio
+from watcher.kalshi.client import KalshiWebSocketClient
+from watcher.kalshi.fixed import CENT
 from watcher.kalshi.messages import Ticker, TickerMsg
 from watcher.kalshi.rest import KalshiRestClient
-from watcher.kalshi.sim.events import DEFAULT_EVENTS, SimEventMarket
+from watcher.kalshi.sim.events import DEFAULT_EVENTS, SimEvent, SimEventMarket
 from watcher.kalshi.sim.exchange import SimulatedExchange
-from watcher.rules import parse_rules
+from watcher.rules import TickEvent, parse_rules
+from watcher.rules.event_checks import arbitrage_baskets
 from watcher.service.pipeline import Pipeline
 from watcher.service.watchlist import Watchlist
 from watcher.store import open_backend
@@ -129,3 +140,126 @@ def test_the_demo_events_stand_in_only_when_simulating_with_an_event_rule(tmp_pa
     assert (
         simulated.watch_for(chosen).events == on_kalshi.watch_for(chosen).events == ("KXOTHER-26",)
     )
+
+
+# event fee overrides: GET /events/fee_changes at each expansion, event_fee_update live
+
+ARB = "{name: arb, type: event_arbitrage, min_edge_cents: 1}"
+RATE = Decimal("0.07")
+
+
+def quote_event(host: Pipeline, bids: list[int], now: int) -> list[Alert]:
+    """Quote the election's four markets (YES bid in cents, ask 2¢ above); the alerts."""
+    alerts: list[Alert] = []
+    for name, bid in zip(("ALICE", "BOB", "CAROL", "DAN"), bids, strict=True):
+        tick = TickEvent(f"{ELECT}-{name}", now, bid * 10_000, (bid + 2) * 10_000)
+        alerts += host.session.step(tick, now).alerts
+    return alerts
+
+
+async def test_an_override_in_force_is_the_events_multiplier_and_moves_its_edge(tmp_path):
+    """KXELECT-26 has an override of 0.5 in force (its series says 1): its all-NO basket at YES
+    bids 40 + 30 + 20 + 16 = $1.06 is 6¢ under $3 before fees, 2¢ after four 1¢ fees (× 0.5):
+    an alert; once Kalshi clears the override, the next expansion is back to the series' 1
+    and the same quotes are 1¢ short after 2 + 2 + 2 + 1¢. The ladder's override was cleared
+    (its series' 1.5) and another is only scheduled (not yet)."""
+    now = datetime.now(UTC)
+    rules = f"version: 1\nwatch:\n  events: [{ELECT}, {LADDER}]\nrules:\n  - {ARB}\n"
+    host = pipeline(tmp_path / "w.db", rules)
+    async with exchange(fee_multipliers={"KXHIGHTEMP": "1.5"}) as (sim, rest):
+        sim.fee_changes.add(ELECT, "0.5", at=now - timedelta(hours=1))
+        sim.fee_changes.add(LADDER, "2", at=now - timedelta(days=2))
+        sim.fee_changes.clear(LADDER, at=now - timedelta(days=1))
+        sim.fee_changes.add(LADDER, "3", at=now + timedelta(days=1))
+        watchlist = Watchlist(rest, host, None)
+        await watchlist.start()
+        events = host.session.events
+        assert (events[ELECT].fee_multiplier, events[LADDER].fee_multiplier) == (
+            Decimal("0.5"),
+            Decimal("1.5"),
+        )
+        [alert] = quote_event(host, [40, 30, 20, 16], host.now_ms())
+        assert "edge 2¢" in alert.body and "fees × 0.5 (the event's fee_multiplier)" in alert.body
+        sim.fee_changes.clear(ELECT)
+        await watchlist.refresh()
+    info = host.session.events[ELECT]
+    assert info.fee_multiplier == 1
+    [basket] = arbitrage_baskets(info, host.markets, RATE)
+    assert basket.edge == -CENT
+
+
+async def test_a_failing_fee_changes_lookup_warns_once_per_event_and_never_holds_the_watch(
+    tmp_path, caplog
+):
+    """GET /events/fee_changes fails (HTTP 500): the ladder, never known, pays its series'
+    multiplier; the election keeps the override last known; one WARNING per event over two
+    expansions; every market stays watched."""
+    caplog.set_level(logging.INFO, logger="watcher")
+    host = pipeline(tmp_path / "w.db", f"version: 1\nwatch:\n  events: [{ELECT}, {LADDER}]\n")
+    async with exchange(fee_multipliers={"KXHIGHTEMP": "1.5"}) as (sim, rest):
+        sim.fee_changes.add(ELECT, "0.5", at=datetime.now(UTC) - timedelta(hours=1))
+        sim.fee_changes.failures[LADDER] = 500
+        watchlist = Watchlist(rest, host, None)
+        await watchlist.start()
+        sim.fee_changes.failures[ELECT] = 500
+        await watchlist.refresh()
+        await watchlist.refresh()
+    events = host.session.events
+    assert (events[ELECT].fee_multiplier, events[LADDER].fee_multiplier) == (
+        Decimal("0.5"),
+        Decimal("1.5"),
+    )
+    assert len(host.watched) == 8
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [w.split(": GET")[0] for w in warned] == [
+        f"event rule fees of event {LADDER} use its series' fee multiplier",
+        f"event rule fees of event {ELECT} use the fee changes last known",
+    ]
+    assert all("GET /events/fee_changes failed: kalshi REST error: HTTP 500" in w for w in warned)
+
+
+async def wait_for(predicate: Callable[[], bool]) -> None:
+    async with asyncio.timeout(5000 * MS):
+        while not predicate():  # noqa: ASYNC110 - the receive loop runs in the client's task
+            await asyncio.sleep(0.01)
+
+
+async def test_kalshis_event_fee_update_frame_changes_the_watched_events_multiplier(tmp_path):
+    """Kalshi's published event_fee_update example (KXBTCD-26MAY2018 to 1), sent over the
+    simulator's WebSocket on market_lifecycle_v2: the watched event's multiplier goes from its
+    series' 0.5 to 1 at once and the event is stored again (for replay); a cleared override
+    puts it back to 0.5."""
+    btc = "KXBTCD-26MAY2018"
+    markets = [SimEventMarket("A", "0.4000", "0.4200"), SimEventMarket("B", "0.5000", "0.5200")]
+    event = SimEvent(btc, "Bitcoin", True, markets)
+    host = pipeline(tmp_path / "w.db", f"version: 1\nwatch:\n  events: [{btc}]\n")
+    stored: list[EventInfo] = []
+
+    async def store(infos: list[EventInfo]) -> None:
+        stored.extend(infos)
+
+    async with exchange(fee_multipliers={"KXBTCD": "0.5"}, events=[event]) as (sim, rest):
+        client = KalshiWebSocketClient(url=sim.ws_url)
+        watchlist = Watchlist(rest, host, client, store)
+        await watchlist.start()
+        assert host.session.events[btc].fee_multiplier == Decimal("0.5")
+        running = asyncio.create_task(client.run())
+        try:
+            await sim.wait_subscribed("market_lifecycle_v2", f"{btc}-A")
+            frame = (FIXTURES / "kalshi" / "2026-08" / "event_fee_update.json").read_bytes()
+            for session in sim._sessions:
+                session.send_raw(frame)
+            await wait_for(lambda: host.session.events[btc].fee_multiplier == 1)
+            await wait_for(lambda: stored[-1].fee_multiplier == 1)
+            assert type(host.session.events[btc].fee_multiplier) is Decimal
+            cleared = json.loads(frame)
+            cleared["msg"].update(fee_type_override=None, fee_multiplier_override=None)
+            for session in sim._sessions:
+                session.send_raw(json.dumps(cleared))
+            await wait_for(lambda: host.session.events[btc].fee_multiplier == Decimal("0.5"))
+        finally:
+            await client.disconnect()
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+    assert watchlist.events[btc] == host.session.events[btc]

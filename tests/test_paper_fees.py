@@ -1,23 +1,34 @@
 """Series fee multipliers in paper fees (issue 12, "Fees"), against the simulator over loopback.
 
 Kalshi's taker fee is round_up_to_the_cent(fee_multiplier × 0.07 × C × P × (1 − P)); the desk
-asks each series' fee_multiplier once (GET /markets → /events → /series) and falls back to 1.
+asks each series' fee_multiplier once (GET /markets → /events → /series) and falls back to 1,
+and an event's fee override in force (GET /events/fee_changes) wins over its series'.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from watcher.errors import RestError
-from watcher.kalshi.messages import RestEventResponse, RestSeriesResponse, decode_rest
+from watcher.kalshi.fee_changes import RestEventFeeChange
+from watcher.kalshi.messages import (
+    RestEvent,
+    RestEventResponse,
+    RestMarket,
+    RestSeries,
+    RestSeriesResponse,
+    decode_rest,
+)
 from watcher.kalshi.rest import KalshiRestClient
 from watcher.kalshi.sim.exchange import SimulatedExchange
 from watcher.kalshi.sim.market import SimMarketSpec
+from watcher.service.paper_fees import FeeChange, SeriesFees, effective_multiplier
 
 from .test_paper import open_desk, quote
 
@@ -144,3 +155,123 @@ async def test_a_series_lookup_that_failed_is_asked_again_for_the_next_fee(
         del sim.series.failures["KXCPI"]
         # 0.5 × 0.07 × 100 × 0.50 × 0.50 = $0.875, rounded up to $0.88
         assert (await paper.desk.buy(T, "yes", 100)).fee == D("0.88")
+
+
+# event fee overrides (GET /events/fee_changes): the newest change in force, else the series'
+
+NOW = 1_780_000_000_000
+HOUR = 3_600_000
+SERIES = D("0.5")
+
+
+def change(at: int | None, multiplier: str | None) -> FeeChange:
+    return FeeChange(at, None if multiplier is None else D(multiplier), "quadratic")
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ([], SERIES),  # no override: the series' multiplier
+        ([change(NOW - HOUR, "2")], D("2")),  # an override in force
+        ([change(NOW, "2")], D("2")),  # in force from this very millisecond
+        ([change(NOW - 2 * HOUR, "2"), change(NOW - HOUR, None)], SERIES),  # cleared since
+        ([change(NOW + HOUR, "2")], SERIES),  # scheduled for later: not yet
+        ([change(NOW - HOUR, "2"), change(NOW + HOUR, "3")], D("2")),  # the one in force
+        ([change(NOW - HOUR, None), change(NOW - 2 * HOUR, "2")], SERIES),  # newest, not last
+        ([change(NOW - HOUR, "2"), change(NOW - HOUR, "0.25")], D("0.25")),  # a tie: the later
+        ([change(None, "2")], D("2")),  # no time given: in force since ever
+        ([change(None, "2"), change(NOW - HOUR, "0")], D("0")),  # ... and older than any
+    ],
+)
+def test_the_effective_multiplier_truth_table(changes, expected):
+    assert effective_multiplier(changes, SERIES, NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected_fee"),
+    [
+        ([(-1, "2")], D("3.50")),  # 2 × 0.07 × 100 × 0.25 = $3.50 (the series says 0.5)
+        ([(-2, "2"), (-1, None)], D("0.88")),  # cleared: the series' 0.5 → $0.875 → $0.88
+        ([(+1, "2")], D("0.88")),  # scheduled for tomorrow: the series' for now
+        ([(-1, "0")], D("0")),  # a fee-free event
+    ],
+)
+async def test_a_paper_order_pays_the_events_override_in_force(
+    sim: SimulatedExchange, tmp_path: Path, schedule, expected_fee
+) -> None:
+    """The desk knows each market's event (GET /markets names it): its fee override in force
+    wins over the series' multiplier, for buys and closes alike."""
+    now = datetime.now(UTC)
+    for days, multiplier in schedule:
+        sim.fee_changes.add("KXCPI-26JAN", multiplier, at=now + timedelta(days=days))
+    async with open_desk(sim, tmp_path) as paper:
+        bought = await paper.desk.buy(T, "yes", 100)
+        assert bought.fee == expected_fee
+        closed = await paper.desk.close(bought.position_id)
+    # the close at 0.49: 0.07 × 100 × 0.49 × 0.51 = $1.7493, × 2 → $3.50, × 0.5 → $0.88
+    assert closed.exit_fee == expected_fee
+
+
+async def test_a_failing_fee_changes_lookup_warns_once_per_event_and_pays_the_series(
+    sim: SimulatedExchange, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Kalshi cannot say (HTTP 500): both markets of the event pay the series' 0.5, one WARNING
+    names the event; the order goes through."""
+    sim.fee_changes.add("KXCPI-26JAN", "2", at=datetime.now(UTC) - timedelta(days=1))
+    sim.fee_changes.failures["KXCPI-26JAN"] = 500
+    caplog.set_level(logging.INFO, logger="watcher.paper")
+    async with open_desk(sim, tmp_path) as paper:
+        first = await paper.desk.buy(T, "yes", 100)
+        second = await paper.desk.buy(OTHER, "yes", 100)
+    assert (first.fee, second.fee) == (D("0.88"), D("0.88"))
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.getMessage().split(": HTTP")[0] for r in warned] == [
+        "paper fees of event KXCPI-26JAN use its series' fee multiplier:"
+        " GET /events/fee_changes failed: kalshi REST error"
+    ]
+
+
+class Clocked:
+    """Kalshi's REST for one event, counting the fee-change lookups."""
+
+    def __init__(self, changes: list[RestEventFeeChange]) -> None:
+        self.changes, self.asked = changes, 0
+
+    async def get_market(self, ticker: str) -> RestMarket:
+        return RestMarket(ticker=ticker, event_ticker="KXE-26")
+
+    async def get_event(self, event_ticker: str) -> RestEvent:
+        return RestEvent(event_ticker=event_ticker, series_ticker="KXE")
+
+    async def get_series(self, series_ticker: str) -> RestSeries:
+        return RestSeries(ticker=series_ticker, fee_multiplier=SERIES)
+
+    async def get_event_fee_changes(self, event_ticker: str) -> list[RestEventFeeChange]:
+        self.asked += 1
+        return self.changes
+
+
+async def test_a_scheduled_override_comes_into_force_at_its_time_and_a_live_update_at_once():
+    """The changes are kept max_age: an override scheduled in an hour applies from then on
+    without asking again; an event_fee_update applies at once; an unusable multiplier
+    (negative) is taken as a clearing."""
+    later = RestEventFeeChange(
+        event_ticker="KXE-26", fee_multiplier_override=D("2"), scheduled_ts="2026-05-31T21:26:40Z"
+    )
+    at = later.scheduled_ms
+    assert at is not None
+    now = [(at - HOUR) / 1000]
+    rest = Clocked([later])
+    fees = SeriesFees(rest, max_age=2 * 3600, clock=lambda: now[0])
+    assert await fees.multiplier("KXE-26-A") == SERIES
+    now[0] = at / 1000
+    assert await fees.multiplier("KXE-26-B") == D("2")
+    assert rest.asked == 1
+    fees.apply_update("KXE-26", None)  # cleared live
+    assert fees.resolve("KXE-26", "KXE") == SERIES
+    fees.apply_update("KXE-26", D("0.25"), "quadratic")
+    assert await fees.event_multiplier("KXE-26", "KXE") == D("0.25")
+    fees.apply_update("KXE-26", D("-1"))
+    assert fees.resolve("KXE-26", "KXE") == SERIES
+    assert await fees.event_multiplier("KXE-26", "KXE", fresh=True) == D("2")  # asked again
+    assert rest.asked == 2

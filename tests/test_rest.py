@@ -10,6 +10,7 @@ import json
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -30,6 +31,7 @@ from watcher.kalshi.endpoints import (
     resolve_endpoints,
 )
 from watcher.kalshi.rest import KalshiRestClient
+from watcher.kalshi.sim.exchange import SimulatedExchange
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "kalshi"
 TICKER = "KXFEDDECISION-26DEC-H0"
@@ -487,3 +489,67 @@ def test_endpoint_constants_are_the_dedicated_hosts():
     assert DEMO_WS_URL == "wss://external-api-ws.demo.kalshi.co/trade-api/ws/v2"
     assert PROD_API_URL == "https://external-api.kalshi.com/trade-api/v2"
     assert DEMO_API_URL == "https://external-api.demo.kalshi.co/trade-api/v2"
+
+
+# GET /events/fee_changes (kalshi-protocol.md §14): against the simulator over loopback
+
+
+async def test_get_event_fee_changes_follows_the_cursor_over_the_simulators_pages():
+    """Two changes a page: every change of the event, in order, across three pages; the
+    multiplier (a JSON number) exact; a cleared override has both fields None; ``cursor``
+    starts from a later page; another event's changes are not included."""
+    hour = datetime(2026, 5, 1, tzinfo=UTC)
+    async with SimulatedExchange(seed=3) as sim, KalshiRestClient(sim.api_url) as rest:
+        sim.fee_changes.page_size = 2
+        sim.fee_changes.add("KXELECT-26", "0.5", at=hour)
+        sim.fee_changes.add("KXOTHER-26", "3", at=hour)
+        sim.fee_changes.clear("KXELECT-26", at=hour + timedelta(hours=1))
+        sim.fee_changes.add("KXELECT-26", "0.1", fee_type="flat", at=hour + timedelta(hours=2))
+        sim.fee_changes.add("KXELECT-26", "1.25", at=hour + timedelta(hours=3))
+        sim.fee_changes.add("KXELECT-26", "2", at=hour + timedelta(hours=4))
+        changes = await rest.get_event_fee_changes("KXELECT-26")
+        later = await rest.get_event_fee_changes("KXELECT-26", cursor="2")
+        one_by_one = await rest.get_event_fee_changes("KXELECT-26", limit=1)
+        none = await rest.get_event_fee_changes("KXNONE-26")
+    multipliers = [c.fee_multiplier_override for c in changes]
+    assert multipliers == [Decimal("0.5"), None, Decimal("0.1"), Decimal("1.25"), Decimal("2")]
+    assert all(type(m) is Decimal for m in multipliers if m is not None)
+    first, cleared = changes[0], changes[1]
+    assert (first.event_ticker, first.series_ticker, first.fee_type_override) == (
+        "KXELECT-26",
+        "KXELECT",
+        "quadratic",
+    )
+    assert first.scheduled_ts == "2026-05-01T00:00:00Z" and not first.cleared
+    assert first.scheduled_ms == int(hour.timestamp() * 1000)
+    assert cleared.cleared and cleared.fee_type_override is None
+    assert changes[2].fee_type_override == "flat"
+    assert later == changes[2:]
+    assert one_by_one == changes
+    assert none == []
+
+
+async def test_get_event_fee_changes_sends_the_query_and_tolerates_absent_fields(server):
+    """event_ticker, limit and cursor go in the query; a change with fields missing decodes
+    (None), a missing envelope key is no change, and a 404 (an API without the endpoint) says
+    what was not found."""
+    pages = {
+        "": b'{"event_fee_changes": [{"event_ticker": "KXE-26", "fee_multiplier_override": 0.3}'
+        b', {"id": "x"}], "cursor": "c2"}',
+        "c2": b"{}",
+    }
+    server.routes[ROOT + "/events/fee_changes"] = lambda q: (200, pages[q.get("cursor", [""])[0]])
+    async with KalshiRestClient(server.url) as rest:
+        changes = await rest.get_event_fee_changes("KXE-26", limit=50)
+        assert [c.fee_multiplier_override for c in changes] == [Decimal("0.3"), None]
+        assert changes[1].event_ticker is None and changes[1].scheduled_ms is None
+        assert changes[1].cleared
+        first, second = (parse_qs(seen.target.partition("?")[2]) for seen in server.seen)
+        assert first == {"event_ticker": ["KXE-26"], "limit": ["50"]}
+        assert second == {**first, "cursor": ["c2"]}
+        del server.routes[ROOT + "/events/fee_changes"]
+        with pytest.raises(RestError, match="event fee changes not found: KXE-26") as info:
+            await rest.get_event_fee_changes("KXE-26")
+        assert info.value.status == 404
+        with pytest.raises(ValueError, match="but got 1001"):
+            await rest.get_event_fee_changes("KXE-26", limit=1001)

@@ -248,7 +248,8 @@ def test_fee_rounding_is_the_only_thing_between_a_1c_gross_edge_and_an_alert():
     assert "edge 1¢" in alert.body
 
 
-# the series' fee_multiplier (GET /series/{t}), carried by the event
+# the event's fee multiplier (its series' fee_multiplier, or its override in force), carried by
+# the event
 
 
 def priced(event: EventInfo, multiplier: str) -> EventInfo:
@@ -292,7 +293,7 @@ def test_the_alert_names_a_multiplier_that_is_not_1():
     h = Harness(rules(ARB), event)
     [alert] = quote_all(h, event, [40, 35, 32], [42, 37, 34])
     assert alert.body.endswith(
-        "NO KXWIN-26-C 68¢ + 1¢ fee · fees × 0.5 (the series' fee_multiplier)"
+        "NO KXWIN-26-C 68¢ + 1¢ fee · fees × 0.5 (the event's fee_multiplier)"
     )
 
 

@@ -5,7 +5,8 @@ at most one of its markets can resolve YES — not that exactly one will — so 
 N markets pays at least $(N − 1), while an all-YES basket is riskless only when the event is
 also exhaustive (a rule has to say so). Threshold markets of one quantity carry ``strike_type``
 (``greater``, ``less``, ``between``, …) with ``floor_strike`` / ``cap_strike``. Kalshi's taker
-fee on the event's markets is scaled by its series' ``fee_multiplier`` (``GET /series/{t}``).
+fee on the event's markets is scaled by its series' ``fee_multiplier`` (``GET /series/{t}``)
+unless an event fee override is in force (``GET /events/fee_changes``, ``event_fee_update``).
 
 Pure values: built from REST by the service, stored by the store, read by the rules.
 """
@@ -49,8 +50,9 @@ class EventInfo:
         title: the event's title, or None.
         mutually_exclusive: at most one market can resolve YES.
         markets: the event's markets, in Kalshi's order.
-        fee_multiplier: its series' ``fee_multiplier`` (exact; 1 when Kalshi gives none or
-            cannot be asked).
+        fee_multiplier: the fee multiplier in force when last expanded (exact): the event's
+            override, else its series' ``fee_multiplier``; 1 when Kalshi gives none or cannot
+            be asked (:mod:`watcher.service.paper_fees`).
     """
 
     event_ticker: str

@@ -188,7 +188,7 @@ class EventFeeUpdateMsg(KalshiStruct, kw_only=True, frozen=True):
 
     event_ticker: str
     fee_type_override: str | None = None
-    fee_multiplier_override: int | float | None = None
+    fee_multiplier_override: Decimal | None = None  # a JSON number, decoded exactly
 
 
 class SubscribedMsg(KalshiStruct, kw_only=True, frozen=True):

@@ -27,9 +27,9 @@ or error message.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import TypeVar
+from typing import Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -37,6 +37,12 @@ import httpx
 from watcher.kalshi import USER_AGENT
 from watcher.kalshi.auth import KalshiSigner
 from watcher.kalshi.errors import AuthenticationFailed, DecodeError, RateLimited, RestError
+from watcher.kalshi.fee_changes import (
+    MAX_FEE_CHANGES_LIMIT,
+    RestEventFeeChange,
+    RestEventFeeChangesResponse,
+    rfc3339_ms,
+)
 from watcher.kalshi.messages import (
     RestEvent,
     RestEventResponse,
@@ -66,6 +72,14 @@ BODY_PREVIEW = 200
 
 _T = TypeVar("_T")
 Params = dict[str, str | int]
+
+
+class _Page(Protocol):  # one page of a listing: ``cursor`` names the next, empty on the last
+    @property
+    def cursor(self) -> str | None: ...
+
+
+_P = TypeVar("_P", bound=_Page)
 
 
 class KalshiRestClient:
@@ -173,16 +187,10 @@ class KalshiRestClient:
             params["status"] = status
         if with_nested_markets:
             params["with_nested_markets"] = "true"
-        events: list[RestEvent] = []
-        for _ in range(max_pages):
-            body = await self._get("/events", ticker=series_ticker, params=params, what="series")
-            page = self._decode(body, RestEventsResponse, series_ticker)
-            events.extend(page.events)
-            if not page.cursor:
-                return events
-            params["cursor"] = page.cursor
-        logger.info("stopped after %d pages of events of %s", max_pages, series_ticker)
-        return events
+        pages = self._pages(
+            "/events", params, RestEventsResponse, series_ticker, max_pages, "series"
+        )
+        return [event async for page in pages for event in page.events]
 
     async def get_series(self, series_ticker: str) -> RestSeries:
         """``GET /series/{series_ticker}``: the series, with its ``fee_type`` and
@@ -215,28 +223,44 @@ class KalshiRestClient:
             ValueError: ``limit`` or ``max_pages`` is out of range.
             Same as :meth:`get_market` otherwise.
         """
-        if not 1 <= limit <= MAX_TRADES_LIMIT:
-            raise ValueError(f"limit must be between 1 and {MAX_TRADES_LIMIT}, but got {limit}")
-        if max_pages < 1:
-            raise ValueError(f"max_pages must be at least 1, but got {max_pages}")
+        if not 1 <= limit <= MAX_TRADES_LIMIT or max_pages < 1:
+            raise ValueError(
+                f"limit must be 1–{MAX_TRADES_LIMIT} and max_pages at least 1,"
+                f" but got {limit} and {max_pages}"
+            )
         params: Params = {"ticker": ticker, "limit": limit}
         if min_ts is not None:
             params["min_ts"] = min_ts
-        trades: list[RestTrade] = []
-        for _ in range(max_pages):
-            body = await self._get("/markets/trades", ticker=ticker, params=params)
-            page = self._decode(body, RestTradesResponse, ticker)
-            trades.extend(page.trades)
-            if not page.cursor:
-                return trades
-            params["cursor"] = page.cursor
-        logger.info(
-            "stopped after %d pages of trades for %s with more left (%d trades read)",
-            max_pages,
-            ticker,
-            len(trades),
-        )
-        return trades
+        pages = self._pages("/markets/trades", params, RestTradesResponse, ticker, max_pages)
+        return [trade async for page in pages for trade in page.trades]
+
+    async def get_event_fee_changes(
+        self, event_ticker: str, *, cursor: str | None = None, limit: int | None = None
+    ) -> list[RestEventFeeChange]:
+        """``GET /events/fee_changes?event_ticker=...``: the event's fee overrides, each set
+        or cleared (both fields None) from its ``scheduled_ts`` on, in Kalshi's order and
+        exactly decoded (:mod:`watcher.kalshi.fee_changes`), following ``cursor`` (at most
+        100 pages, logged).
+
+        Args:
+            event_ticker: the event.
+            cursor: start from this page (an earlier answer's ``cursor``); None: the first.
+            limit: changes per page, 1–1000; None leaves Kalshi's default (100).
+
+        Raises:
+            ValueError: ``limit`` is out of range.
+            RestError: ``status=404`` (``"event fee changes not found: TICKER"``: an API
+                without the endpoint), another error status, or a transport failure.
+            AuthenticationFailed, RateLimited, DecodeError: as for :meth:`get_market`.
+        """
+        if limit is not None and not 1 <= limit <= MAX_FEE_CHANGES_LIMIT:
+            raise ValueError(f"limit must be 1–{MAX_FEE_CHANGES_LIMIT}, but got {limit}")
+        params: Params = {"event_ticker": event_ticker}
+        params.update({"limit": limit} if limit is not None else {})
+        params.update({"cursor": cursor} if cursor else {})
+        path, what = "/events/fee_changes", "event fee changes"
+        pages = self._pages(path, params, RestEventFeeChangesResponse, event_ticker, 100, what)
+        return [change async for page in pages for change in page.event_fee_changes]
 
     async def aclose(self) -> None:
         """Close the connection pool. Safe to call twice."""
@@ -265,6 +289,29 @@ class KalshiRestClient:
         return f"<KalshiRestClient {self._origin}{path} {auth} {state}>"
 
     # Private methods
+
+    async def _pages(
+        self,
+        path: str,
+        params: Params,
+        type_: type[_P],
+        ticker: str,
+        max_pages: int,
+        what: str = "market",
+    ) -> AsyncIterator[_P]:
+        """Each page of a listing, following ``cursor`` (``params`` carries it) until it is
+        empty or ``max_pages`` were read (logged)."""
+        for _ in range(max_pages):
+            page = self._decode(
+                await self._get(path, ticker=ticker, params=params, what=what), type_, ticker
+            )
+            yield page
+            if not page.cursor:
+                return
+            params["cursor"] = page.cursor
+        logger.info(
+            "stopped after %d pages of GET %s for %s with more left", max_pages, path, ticker
+        )
 
     async def _get(
         self, path: str, *, ticker: str, params: Params | None = None, what: str = "market"
@@ -335,12 +382,9 @@ def _preview(response: httpx.Response) -> str:
     return repr(" ".join(text.split())) if text.strip() else "(empty body)"
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
 def trade_from_rest(trade: RestTrade) -> Trade:
     """A ``trade`` frame built from a REST trade (``created_time`` gives the time if needed)."""
-    ts_ms = trade.ts_ms if trade.ts_ms is not None else _rfc3339_ms(trade.created_time)
+    ts_ms = trade.ts_ms if trade.ts_ms is not None else rfc3339_ms(trade.created_time)
     msg = TradeMsg(
         trade_id=trade.trade_id,
         market_ticker=trade.ticker,
@@ -352,15 +396,3 @@ def trade_from_rest(trade: RestTrade) -> Trade:
         ts_ms=ts_ms,
     )
     return Trade(msg=msg)
-
-
-def _rfc3339_ms(text: str | None) -> int | None:
-    if not text:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return (parsed - _EPOCH) // timedelta(milliseconds=1)

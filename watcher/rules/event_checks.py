@@ -11,12 +11,13 @@ payout has a known floor:
   pays at least $1.
 
 Each leg pays Kalshi's taker fee for one contract, rounded up to the cent per leg
-(:func:`watcher.domain.fees.taker_fee`), scaled by the series' ``fee_multiplier`` the event
-carries. The edge is payout − (prices + fees), in integer micro-dollars. A leg's displayed
-depth is the size at the touch the ``ticker`` channel (and REST) gives: a NO leg at NO ask =
-$1 − YES bid takes the YES bid's size, a YES leg the YES ask's; a basket's size is its least
-leg's. A leg without a quote (no YES bid for a NO leg, no YES ask for a YES leg) or in a market
-that is not trading means no evaluation: silent, state unchanged.
+(:func:`watcher.domain.fees.taker_fee`), scaled by the fee multiplier the event carries (its
+series' ``fee_multiplier``, or the event's fee override in force). The edge is payout − (prices
++ fees), in integer micro-dollars. A leg's displayed depth is the size at the touch the
+``ticker`` channel (and REST) gives: a NO leg at NO ask = $1 − YES bid takes the YES bid's
+size, a YES leg the YES ask's; a basket's size is its least leg's. A leg without a quote (no
+YES bid for a NO leg, no YES ask for a YES leg) or in a market that is not trading means no
+evaluation: silent, state unchanged.
 
 Event rules keep one state per event (scope: the event ticker) with :func:`step`'s hysteresis.
 Pure: no I/O.
@@ -116,7 +117,7 @@ class Basket:
 @lru_cache(maxsize=4096)
 def leg_fee(price: int, rate: Decimal, multiplier: Decimal = _ONE) -> int:
     """The taker fee of one contract at ``price`` micro-dollars, rounded up to the cent
-    (``multiplier``: the series' ``fee_multiplier``)."""
+    (``multiplier``: the event's fee multiplier)."""
     dollars = Decimal(price) / MICROS_PER_UNIT
     return to_micros(taker_fee(_ONE, dollars, rate=rate, multiplier=multiplier))
 
@@ -212,7 +213,7 @@ def _money(micros: int) -> str:
 
 def basket_text(event: EventInfo, basket: Basket) -> str:
     """The alert text: the event, every leg with its price and fee, the edge, the depth (and
-    the series' fee multiplier when it is not 1)."""
+    the event's fee multiplier when it is not 1: its series', or its override)."""
     legs = ", ".join(
         f"{leg.side} {leg.ticker}{f' ({leg.label})' if leg.label else ''} "
         f"{format_cents(leg.price)} + {format_cents(leg.fee)} fee"
@@ -228,7 +229,7 @@ def basket_text(event: EventInfo, basket: Basket) -> str:
     size = basket.size
     depth = "depth unknown" if size is None else f"depth allows {contracts_text(size)} each"
     scaled = event.fee_multiplier
-    fees = "" if scaled == _ONE else f" · fees × {scaled} (the series' fee_multiplier)"
+    fees = "" if scaled == _ONE else f" · fees × {scaled} (the event's fee_multiplier)"
     return (
         f"{event.event_ticker}: {what} costs {_money(basket.cost)} with fees and pays at least "
         f"{_money(basket.payout)}: edge {_money(basket.edge)} after fees for 1 contract per leg"

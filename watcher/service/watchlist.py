@@ -10,11 +10,16 @@ subscriptions follow on the same connection with ``update_subscription``
 
 An event or series that cannot be read keeps what the last expansion found (logged).
 
-Each event carries its series' ``fee_multiplier`` (``GET /series/{t}``, asked once per series
-through :class:`~watcher.service.paper_fees.SeriesFees`, the paper desk's lookup), which the
-event rules apply to every leg's fee. Markets a later expansion adds are seeded for
-``volume_spike`` from the stored ticks before they are subscribed, as the service seeds the
-first ones at start (:mod:`watcher.service.volume_seed`).
+Each event carries its fee multiplier, which the event rules apply to every leg's fee: its
+series' ``fee_multiplier`` (``GET /series/{t}``, asked once per series) unless an event fee
+override is in force (``GET /events/fee_changes``, asked again at every expansion), both through
+:class:`~watcher.service.paper_fees.SeriesFees`, the paper desk's lookup. A live
+``event_fee_update`` frame (``market_lifecycle_v2``) changes a watched event's multiplier at
+once (:meth:`Watchlist.on_fee_update`), and the event is stored again for replay. A failing
+fee-changes lookup is said once per event and never holds the expansion up: the event keeps
+the changes last known, else pays its series' multiplier. Markets a later expansion adds are
+seeded for ``volume_spike`` from the stored ticks before they are subscribed, as the service
+seeds the first ones at start (:mod:`watcher.service.volume_seed`).
 
 Under ``--simulate``, a rules.yaml with an event rule and no ``watch:`` section watches the
 simulator's demo events (a mutually exclusive event and a threshold ladder), said once in the
@@ -35,6 +40,8 @@ from watcher.domain.event import EventInfo, EventMarket
 from watcher.domain.positions import Portfolio
 from watcher.kalshi.client import KalshiWebSocketClient
 from watcher.kalshi.errors import KalshiError
+from watcher.kalshi.fee_changes import exact_number
+from watcher.kalshi.messages import EventFeeUpdate
 from watcher.kalshi.rest_bodies import RestEvent, RestMarket
 from watcher.rules.kinds import EventRule
 from watcher.rules.model import RulesConfig, Watch
@@ -150,6 +157,8 @@ class Watchlist:
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False  # markets added from now on are seeded here
         self._said_demo = False
+        if client is not None:
+            client.register_handler("event_fee_update", self.on_fee_update)
 
     def __repr__(self) -> str:
         return f"<Watchlist events={len(self.events)} markets={len(open_tickers(self.events))}>"
@@ -191,6 +200,8 @@ class Watchlist:
                 self._watch = watch
                 return
             events = await self._expand(watch)
+            # again from what is known: an update that came live meanwhile, a scheduled change
+            events = {ticker: self._repriced(info) for ticker, info in events.items()}
             self._watch = watch
             old = set(self.host.watched)
             tickers = open_tickers(events)
@@ -207,11 +218,43 @@ class Watchlist:
             if self.on_events is not None and events:
                 await self.on_events(list(events.values()))
 
+    def on_fee_update(self, frame: EventFeeUpdate) -> None:
+        """``event_fee_update``: a watched event's fee override set or cleared; its rules use
+        the new multiplier from the next tick. Runs in the receive loop: no REST, the store
+        write is left to a task."""
+        msg = frame.msg
+        info = self.events.get(msg.event_ticker)
+        if info is None:  # the channel covers every event on Kalshi: keep only the watched
+            return
+        multiplier = exact_number(msg.fee_multiplier_override)
+        self.fees.apply_update(msg.event_ticker, multiplier, msg.fee_type_override)
+        priced = self._repriced(info)
+        if priced == info:
+            return
+        self.events[info.event_ticker] = self.host.session.events[info.event_ticker] = priced
+        logger.info(
+            "event %s: fee multiplier %s (was %s) after Kalshi's event_fee_update",
+            info.event_ticker,
+            priced.fee_multiplier,
+            info.fee_multiplier,
+        )
+        if self.on_events is not None:
+            self._spawn(self.on_events([priced]), "storing the event's new fee multiplier")
+
     def rules_changed(self, rules: RulesConfig) -> None:
         """Re-expand soon when a reload changed ``watch``."""
         if self._watch is None or self.watch_for(rules) == self._watch:
             return
-        task = asyncio.get_running_loop().create_task(self._guarded(), name="watch-refresh")
+        self._spawn(self._guarded(), "watch-refresh")
+
+    def _spawn(self, work: Awaitable[None], name: str) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                logger.exception("%s failed", name)
+
+        task = asyncio.get_running_loop().create_task(run(), name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -228,11 +271,18 @@ class Watchlist:
             await seed_from_backend(self.backend, session, added, self.host.now_ms())
 
     async def _priced(self, event: RestEvent) -> EventInfo:
-        """The event with its series' ``fee_multiplier`` (1 when Kalshi cannot say)."""
+        """The event with its fee multiplier (its fee changes asked again; the series'
+        multiplier when no override is in force; 1 when Kalshi cannot say)."""
         info = event_info(event)
-        if info.series_ticker is None:
+        ticker, series = info.event_ticker, info.series_ticker
+        multiplier = await self.fees.event_multiplier(ticker, series, fresh=True)
+        return dataclasses.replace(info, fee_multiplier=multiplier)
+
+    def _repriced(self, info: EventInfo) -> EventInfo:
+        """``info`` with the multiplier in force now, from what the fee lookup knows."""
+        multiplier = self.fees.resolve(info.event_ticker, info.series_ticker)
+        if multiplier == info.fee_multiplier:
             return info
-        multiplier = await self.fees.series_multiplier(info.series_ticker)
         return dataclasses.replace(info, fee_multiplier=multiplier)
 
     async def _expand(self, watch: Watch) -> dict[str, EventInfo]:

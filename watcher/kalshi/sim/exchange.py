@@ -34,6 +34,7 @@ from watcher.kalshi.auth import PublicKey, redacting_logger
 from watcher.kalshi.fixed import parse_micros
 from watcher.kalshi.sim.connections import Connections
 from watcher.kalshi.sim.events import EventBook, SimEvent
+from watcher.kalshi.sim.fee_changes import EventFeeChanges
 from watcher.kalshi.sim.http import MAX_CLOCK_SKEW_MS, HttpFront
 from watcher.kalshi.sim.market import (
     MarketUpdate,
@@ -91,6 +92,8 @@ class SimulatedExchange:
         events: the configured events of ``GET /events`` (default: a mutually exclusive event
             and a threshold ladder, :mod:`watcher.kalshi.sim.events`); :attr:`events` adds more.
         events_page_size: events per page of ``GET /events``.
+
+    :attr:`fee_changes` schedules events' fee overrides (``GET /events/fee_changes``; none).
     """
 
     def __init__(
@@ -110,6 +113,7 @@ class SimulatedExchange:
         self.stats = SimStats()
         self.series = SeriesBook(fee_multipliers)
         self.events = EventBook(events, page_size=events_page_size)
+        self.fee_changes = EventFeeChanges()
         self._host, self._port = host, port
         self._tick_interval = tick_interval
         self._trade_probability = trade_probability
@@ -124,6 +128,7 @@ class SimulatedExchange:
             every=lambda: list(self._state.markets.values()),
             series=self.series,
             events=self.events,
+            fee_changes=self.fee_changes,
         )
         self._server: Server | None = None
         self._clock: asyncio.Task[None] | None = None

@@ -22,6 +22,7 @@ from websockets.http11 import Request, Response
 
 from watcher.kalshi.auth import PublicKey, verify_signature
 from watcher.kalshi.sim.events import EventBook
+from watcher.kalshi.sim.fee_changes import EventFeeChanges
 from watcher.kalshi.sim.market import SimMarket
 from watcher.kalshi.sim.rest import route_rest
 from watcher.kalshi.sim.series import SeriesBook
@@ -44,6 +45,7 @@ class HttpFront:
         market: returns the market for a ticker, creating it on demand.
         every: returns every market the simulator knows.
         series: the series' fee settings and scripted lookup failures.
+        events, fee_changes: the configured events and their fee overrides.
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class HttpFront:
         every: Callable[[], Iterable[SimMarket]],
         series: SeriesBook | None = None,
         events: EventBook | None = None,
+        fee_changes: EventFeeChanges | None = None,
     ) -> None:
         self.public_keys = dict(public_keys) if public_keys is not None else None
         self.stats = stats
@@ -64,6 +67,7 @@ class HttpFront:
         self._every = every
         self.series = series or SeriesBook()
         self.events = events
+        self.fee_changes = fee_changes or EventFeeChanges()
 
     def __repr__(self) -> str:
         keys = "unsigned" if self.public_keys is None else f"{len(self.public_keys)} keys"
@@ -108,6 +112,7 @@ class HttpFront:
             now_ms=now_ms(),
             series=self.series,
             events=self.events,
+            fee_changes=self.fee_changes,
         )
         return json_response(status, body)
 

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from watcher.kalshi.sim.events import EventBook
+from watcher.kalshi.sim.fee_changes import EventFeeChanges
 from watcher.kalshi.sim.market import SimMarket
 from watcher.kalshi.sim.series import SeriesBook, rest_event
 
@@ -26,16 +27,16 @@ def route_rest(
     now_ms: int,
     series: SeriesBook | None = None,
     events: EventBook | None = None,
+    fee_changes: EventFeeChanges | None = None,
 ) -> tuple[int, Any]:
     """Answer one REST GET as Kalshi does; returns ``(HTTP status, JSON body)``.
 
     Args:
-        path: the path after ``/trade-api/v2``, without the query string.
-        query: the parsed query string.
-        market: returns the market for a ticker, creating it on demand.
-        every: returns every market the simulator knows.
+        path, query: the path after ``/trade-api/v2`` and the parsed query string.
+        market, every: the market of a ticker (created on demand); every market known.
         now_ms: the simulator's clock.
-        series, events: the series' fees (default: multiplier 1) and the configured events.
+        series, events, fee_changes: the series' fees (default: multiplier 1), the configured
+            events and their fee overrides (``GET /events/fee_changes``; default: none).
     """
     parts = [unquote(part) for part in path.strip("/").split("/")]
     try:
@@ -51,7 +52,7 @@ def route_rest(
             if parts[2] == "orderbook":
                 return 200, found.rest_orderbook(_int(query, "depth", 0))
         if parts[0] == "events" and len(parts) <= 2:
-            return _events(parts[1:], query, market, every, now_ms, events)
+            return _events(parts[1:], query, market, every, now_ms, events, fee_changes)
         if len(parts) == 2 and parts[0] == "series" and parts[1]:
             return (series or SeriesBook()).rest_series(parts[1], every())
     except ValueError as exc:
@@ -66,8 +67,11 @@ def _events(
     every: Callable[[], Iterable[SimMarket]],
     now_ms: int,
     events: EventBook | None,
+    fee_changes: EventFeeChanges | None,
 ) -> tuple[int, Any]:
-    """``GET /events`` (``rest`` empty) or ``GET /events/{ticker}``."""
+    """``GET /events`` (``rest`` empty), ``GET /events/fee_changes`` or ``GET /events/{t}``."""
+    if rest == ["fee_changes"]:
+        return (fee_changes or EventFeeChanges()).rest_fee_changes(query)
     if not rest:
         return (events or EventBook([])).rest_events(query, market, now_ms)
     if events is None:
