@@ -8,23 +8,17 @@ the file) and runs every statement, each one autocommitted; another process on t
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import json
-import os
 import sqlite3
-from collections.abc import Callable, Collection
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Collection
+from typing import Any
 
 from watcher.domain.controls import ControlState, Mute, Pause
-from watcher.errors import StorageError
-from watcher.store.schema import open_database
+from watcher.store.sqlite_thread import ThreadedSQLite
 
 __all__ = ["SQLiteControls", "load_controls"]
 
-T = TypeVar("T")
 
 _MUTES_SQL = "SELECT target, until_ms, set_by, created_ms FROM mutes ORDER BY until_ms, target_key"
 _PAUSE_SQL = "SELECT set_by, since_ms FROM paused WHERE id = 1"
@@ -53,7 +47,7 @@ def load_controls(conn: sqlite3.Connection) -> ControlState:
     return ControlState(mutes, None if row is None else Pause(*row))
 
 
-class SQLiteControls:
+class SQLiteControls(ThreadedSQLite):
     """``mutes`` and ``paused`` of a SQLite file, every statement on the store's own thread.
 
     Use :meth:`open` (it connects, creating and migrating the file).
@@ -62,27 +56,8 @@ class SQLiteControls:
         StorageError: the database cannot be opened, read or written (from any method).
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        # One thread owns the connection: sqlite3 objects are bound to their thread.
-        self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="controls")
-        self._conn: sqlite3.Connection | None = None  # used only on the worker thread
-        self._closed = False
-
-    @classmethod
-    async def open(cls, path: str | os.PathLike[str]) -> SQLiteControls:
-        """Connect (creating and migrating the file) and return the store."""
-        store = cls(path)
-        try:
-            await store._in_thread(store._connect)
-        except BaseException:
-            await store.close()
-            raise
-        return store
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "open" if self._conn is not None else "new"
-        return f"<SQLiteControls {str(self.path)!r} {state}>"
+    WHAT = "controls"
+    THREAD = "controls"
 
     # Public methods
 
@@ -113,30 +88,7 @@ class SQLiteControls:
         """Remove the pause; True when there was one."""
         return await self._count(_RESUME_SQL, ()) > 0
 
-    async def close(self) -> None:
-        """Close the connection and stop the thread (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
-        with contextlib.suppress(RuntimeError):
-            await asyncio.wrap_future(self._worker.submit(self._disconnect))
-        self._worker.shutdown(wait=False)
-
     # Private methods: on the worker thread
-
-    def _connect(self) -> None:
-        if self._conn is None:
-            self._conn = open_database(self.path)
-
-    def _connection(self) -> sqlite3.Connection:
-        self._connect()
-        assert self._conn is not None
-        return self._conn
-
-    def _disconnect(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
     def _execute(self, sql: str, args: tuple[Any, ...]) -> int:
         return self._connection().execute(sql, args).rowcount
@@ -145,15 +97,3 @@ class SQLiteControls:
 
     async def _count(self, sql: str, args: tuple[Any, ...]) -> int:
         return await self._in_thread(self._execute, sql, args)
-
-    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._closed:
-            raise StorageError(f"controls of {self.path} are closed")
-        try:
-            future = self._worker.submit(fn, *args)
-        except RuntimeError as exc:  # the executor was shut down
-            raise StorageError(f"controls of {self.path} are closed") from exc
-        try:
-            return await asyncio.wrap_future(future)
-        except sqlite3.Error as exc:
-            raise StorageError(f"controls of {self.path}: {exc}") from exc

@@ -8,23 +8,15 @@ once however many processes record it. Amounts are encoded by :mod:`.fill_values
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import contextlib
-import os
 import sqlite3
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from watcher.errors import StorageError
 from watcher.store.fill_values import COLUMNS, row_fields, to_row
 from watcher.store.records import PaperFill
-from watcher.store.schema import open_database
+from watcher.store.sqlite_thread import ThreadedSQLite
 
 __all__ = ["SQLiteFills"]
 
-T = TypeVar("T")
 
 _INSERT_SQL = (
     f"INSERT INTO paper_fills ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
@@ -37,7 +29,7 @@ _RECENT_SQL = (
 )
 
 
-class SQLiteFills:
+class SQLiteFills(ThreadedSQLite):
     """``paper_fills`` of a SQLite file, every statement on the store's own thread.
 
     Use :meth:`open` (it connects, creating and migrating the file).
@@ -46,27 +38,8 @@ class SQLiteFills:
         StorageError: the database cannot be opened, read or written (from any method).
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        # One thread owns the connection: sqlite3 objects are bound to their thread.
-        self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fills")
-        self._conn: sqlite3.Connection | None = None  # used only on the worker thread
-        self._closed = False
-
-    @classmethod
-    async def open(cls, path: str | os.PathLike[str]) -> SQLiteFills:
-        """Connect (creating and migrating the file) and return the store."""
-        store = cls(path)
-        try:
-            await store._in_thread(store._connect)
-        except BaseException:
-            await store.close()
-            raise
-        return store
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "open" if self._conn is not None else "new"
-        return f"<SQLiteFills {str(self.path)!r} {state}>"
+    WHAT = "paper fills"
+    THREAD = "fills"
 
     # Public methods
 
@@ -83,25 +56,7 @@ class SQLiteFills:
         rows = await self._in_thread(self._select, (ticker, position_id, limit))
         return [PaperFill(**row_fields(row)) for row in rows]
 
-    async def close(self) -> None:
-        """Close the connection and stop the thread (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
-        with contextlib.suppress(RuntimeError):
-            await asyncio.wrap_future(self._worker.submit(self._disconnect))
-        self._worker.shutdown(wait=False)
-
     # Private methods: on the worker thread
-
-    def _connect(self) -> None:
-        if self._conn is None:
-            self._conn = open_database(self.path)
-
-    def _disconnect(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
     def _insert(self, row: tuple[Any, ...]) -> bool:
         return self._execute(_INSERT_SQL, row).rowcount == 1
@@ -110,20 +65,4 @@ class SQLiteFills:
         return self._execute(_RECENT_SQL, args).fetchall()
 
     def _execute(self, sql: str, args: tuple[Any, ...]) -> sqlite3.Cursor:
-        self._connect()
-        assert self._conn is not None
-        try:
-            return self._conn.execute(sql, args)
-        except sqlite3.Error as exc:
-            raise StorageError(f"paper fills of {self.path}: {exc}") from exc
-
-    # Private methods: on the event loop
-
-    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._closed:
-            raise StorageError(f"paper fills of {self.path} are closed")
-        try:
-            future = self._worker.submit(fn, *args)
-        except RuntimeError as exc:  # the executor was shut down
-            raise StorageError(f"paper fills of {self.path} are closed") from exc
-        return await asyncio.wrap_future(future)
+        return self._connection().execute(sql, args)

@@ -8,18 +8,14 @@ their :class:`~watcher.service.controls.Controls` re-reads it.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable, Collection
-from typing import Any, TypeVar
+from collections.abc import Collection
+from typing import Any
 
 from watcher.domain.controls import ControlState, Mute, Pause
-from watcher.errors import StorageError
-from watcher.store.pg import schema
-from watcher.store.pg.connect import close_pool, create_pool, on_pool, storage_error
+from watcher.store.pg.pooled import PooledStore
 
 __all__ = ["APPLICATION_NAME", "PostgresControls", "load_controls"]
 
-T = TypeVar("T")
 
 #: The pool's ``application_name``.
 APPLICATION_NAME = "watcher-controls"
@@ -48,40 +44,16 @@ async def load_controls(conn: Any) -> ControlState:
     return ControlState(mutes, None if row is None else Pause(*row))
 
 
-class PostgresControls:
+class PostgresControls(PooledStore):
     """``mutes`` and ``paused`` of a PostgreSQL database (see the module).
 
     Args:
         pool: an asyncpg pool on a migrated database (see :meth:`open`).
     """
 
-    def __init__(self, pool: Any) -> None:
-        self._pool = pool
-        self._closed = False
-
-    @classmethod
-    async def open(cls, dsn: str) -> PostgresControls:
-        """Connect, migrate the schema (under its advisory lock), and return the store.
-
-        Raises:
-            StorageError: the database cannot be reached or migrated, or is newer than this
-                watcher.
-        """
-        pool = await create_pool(dsn, application_name=APPLICATION_NAME, max_size=1)
-        store = cls(pool)
-        try:
-            now_ms = int(time.time() * 1000)
-            await store._call(lambda conn: schema.migrate(conn, now_ms=now_ms))
-        except RuntimeError as exc:  # the database is newer than this watcher
-            await store.close()
-            raise storage_error("use", dsn, exc) from exc
-        except BaseException:
-            await store.close()
-            raise
-        return store
-
-    def __repr__(self) -> str:
-        return f"<PostgresControls {'closed' if self._closed else 'open'}>"
+    WHAT = "controls"
+    APPLICATION_NAME = APPLICATION_NAME
+    POOL_SIZE = 1
 
     # Public methods
 
@@ -112,22 +84,9 @@ class PostgresControls:
         """Remove the pause; True when there was one."""
         return await self._count(_RESUME_SQL) > 0
 
-    async def close(self) -> None:
-        """Close the pool (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
-        await close_pool(self._pool)
-
     # Private methods
 
     async def _count(self, sql: str, *args: Any) -> int:
         """Run one statement; how many rows it changed."""
         status = await self._call(lambda conn: conn.execute(sql, *args))
         return int(str(status).rsplit(" ", 1)[-1])
-
-    async def _call(self, body: Callable[[Any], Awaitable[T]]) -> T:
-        """Run ``body(connection)`` on a pooled connection; driver errors → StorageError."""
-        if self._closed:
-            raise StorageError("controls are closed")
-        return await on_pool(self._pool, body, what="controls")

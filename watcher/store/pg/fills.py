@@ -10,19 +10,12 @@ first's transaction, then inserts nothing). Amounts are encoded by
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
-
-from watcher.errors import StorageError
 from watcher.store.fill_values import COLUMNS, row_fields, to_row
-from watcher.store.pg import schema
-from watcher.store.pg.connect import close_pool, create_pool, on_pool, storage_error
+from watcher.store.pg.pooled import PooledStore
 from watcher.store.records import PaperFill
 
 __all__ = ["APPLICATION_NAME", "PostgresFills"]
 
-T = TypeVar("T")
 
 #: The pool's ``application_name``.
 APPLICATION_NAME = "watcher-paper"
@@ -39,40 +32,16 @@ _RECENT_SQL = (
 )
 
 
-class PostgresFills:
+class PostgresFills(PooledStore):
     """``paper_fills`` of a PostgreSQL database (see the module).
 
     Args:
         pool: an asyncpg pool on a migrated database (see :meth:`open`).
     """
 
-    def __init__(self, pool: Any) -> None:
-        self._pool = pool
-        self._closed = False
-
-    @classmethod
-    async def open(cls, dsn: str) -> PostgresFills:
-        """Connect, migrate the schema (under its advisory lock), and return the store.
-
-        Raises:
-            StorageError: the database cannot be reached or migrated, or is newer than this
-                watcher.
-        """
-        pool = await create_pool(dsn, application_name=APPLICATION_NAME, max_size=2)
-        store = cls(pool)
-        try:
-            now_ms = int(time.time() * 1000)
-            await store._call(lambda conn: schema.migrate(conn, now_ms=now_ms))
-        except RuntimeError as exc:  # the database is newer than this watcher
-            await store.close()
-            raise storage_error("use", dsn, exc) from exc
-        except BaseException:
-            await store.close()
-            raise
-        return store
-
-    def __repr__(self) -> str:
-        return f"<PostgresFills {'closed' if self._closed else 'open'}>"
+    WHAT = "paper fills"
+    APPLICATION_NAME = APPLICATION_NAME
+    POOL_SIZE = 2
 
     # Public methods
 
@@ -91,17 +60,4 @@ class PostgresFills:
         rows = await self._call(lambda conn: conn.fetch(_RECENT_SQL, ticker, position_id, limit))
         return [PaperFill(**row_fields(row)) for row in rows]
 
-    async def close(self) -> None:
-        """Close the pool (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
-        await close_pool(self._pool)
-
     # Private methods
-
-    async def _call(self, body: Callable[[Any], Awaitable[T]]) -> T:
-        """Run ``body(connection)`` on a pooled connection; driver errors → StorageError."""
-        if self._closed:
-            raise StorageError("paper fills are closed")
-        return await on_pool(self._pool, body, what="paper fills")
