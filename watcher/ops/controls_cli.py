@@ -12,15 +12,13 @@ neither a rule nor a watched market (nothing stored); 4 the database cannot be u
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from watcher.errors import ConfigError, StorageError, WatcherError
-from watcher.ops.logs import setup_logging
-from watcher.ops.paper_cli import file_options
+from watcher.errors import WatcherError
+from watcher.ops.cli_run import EXIT_USAGE, fail, file_options, run_command
 
 if TYPE_CHECKING:
     from watcher.service.controls import Controls
@@ -29,9 +27,6 @@ __all__ = ["CONTROL_COMMANDS"]
 
 _T = TypeVar("_T")
 BY = "cli"
-EXIT_CONFIG = 1
-EXIT_USAGE = 2
-EXIT_STORAGE = 4
 
 
 @click.command("mute")
@@ -47,7 +42,7 @@ def mute(duration: str, target: str | None, **files: Any) -> None:
     try:
         seconds = parse_duration(duration).total_seconds()
     except ValueError as exc:
-        _fail(f"error: mute for how long? {exc}", EXIT_USAGE)
+        fail(f"error: mute for how long? {exc}", EXIT_USAGE)
 
     async def act(controls: Controls) -> str:
         made = await controls.mute(seconds, target, by=BY)
@@ -101,22 +96,8 @@ CONTROL_COMMANDS = [mute, unmute, pause, resume]
 
 def _run(files: dict[str, Any], act: Callable[[Controls], Awaitable[_T]]) -> _T:
     """Open the Controls of ``--db`` with the rules and positions in force, run ``act``."""
-    from watcher.settings import SettingsError, settings_from_env
-
-    setup_logging(verbose=files.pop("verbose", 0))
-    try:
-        settings = settings_from_env(**files)
-    except SettingsError as exc:
-        _fail(f"error: {exc}", EXIT_USAGE)
-    try:
-        return asyncio.run(_with_controls(settings, act))
-    except StorageError as exc:
-        _fail(f"error: {exc}", EXIT_STORAGE)
-    except ConfigError as exc:
-        errors = getattr(exc, "errors", None) or [exc]
-        _fail("\n".join(e.located() for e in errors), EXIT_CONFIG)
-    except (ValueError, WatcherError) as exc:
-        _fail(f"error: {exc}", EXIT_USAGE)
+    body = lambda settings: _with_controls(settings, act)  # noqa: E731
+    return run_command(files, body, refused=(ValueError, WatcherError), refused_code=EXIT_USAGE)
 
 
 async def _with_controls(settings: Any, act: Callable[[Controls], Awaitable[_T]]) -> _T:
@@ -135,8 +116,3 @@ async def _with_controls(settings: Any, act: Callable[[Controls], Awaitable[_T]]
         finally:
             await model.close()
         return await act(controls)
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(message, err=True)
-    raise SystemExit(code)

@@ -14,43 +14,27 @@ variable; 4 the database cannot be used.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from watcher.errors import ConfigError, KalshiError, PaperError, StorageError, WatcherError
-from watcher.ops.logs import setup_logging
+from watcher.errors import KalshiError, PaperError, WatcherError
+from watcher.ops.cli_run import file_options, run_command
 
 if TYPE_CHECKING:
     from watcher.domain.paper_ledger import LedgerLine, PaperBook
     from watcher.service.paper import PaperDesk
     from watcher.settings import Settings
 
-__all__ = ["file_options", "paper_group"]
+__all__ = ["paper_group"]
 
 _T = TypeVar("_T")
 
 EXIT_REFUSED = 1
-EXIT_USAGE = 2
-EXIT_STORAGE = 4
-
-
-def file_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--trades/--rules/--db/-v, as the other commands take them."""
-    options = [
-        click.option("--trades", metavar="PATH", help="positions file [env WATCHER_TRADES]"),
-        click.option("--rules", metavar="PATH", help="rules file, for fees [env WATCHER_RULES]"),
-        click.option("--db", metavar="PATH", help="database [env WATCHER_DB]"),
-        click.option("-v", "--verbose", count=True, help="more logging"),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
 
 
 @click.group("paper")
@@ -103,22 +87,13 @@ def list_(as_json: bool, **files: Any) -> None:
 
 def _run(files: dict[str, Any], use: Callable[[PaperDesk], Awaitable[_T]]) -> _T:
     """Build the desk from the options and environment, run ``use``, map errors to exits."""
-    from watcher.settings import SettingsError, settings_from_env
-
-    setup_logging(verbose=files.pop("verbose", 0))
-    try:
-        settings = settings_from_env(**files)
-    except SettingsError as exc:
-        _fail(f"error: {exc}", EXIT_USAGE)
-    try:
-        return asyncio.run(_with_desk(settings, use))
-    except StorageError as exc:
-        _fail(f"error: {exc}", EXIT_STORAGE)
-    except ConfigError as exc:
-        errors = getattr(exc, "errors", None) or [exc]
-        _fail("\n".join(e.located() for e in errors), EXIT_REFUSED)
-    except (PaperError, WatcherError, KalshiError) as exc:
-        _fail(f"error: {exc}", EXIT_REFUSED)
+    refused = (PaperError, WatcherError, KalshiError)
+    return run_command(
+        files,
+        lambda settings: _with_desk(settings, use),
+        refused=refused,
+        refused_code=EXIT_REFUSED,
+    )
 
 
 async def _with_desk(settings: Settings, use: Callable[[PaperDesk], Awaitable[_T]]) -> _T:
@@ -191,8 +166,3 @@ def _line(line: LedgerLine) -> str:
         f"bid {cents(line.mark):>6} fees {dollars_text(line.fees):>6} "
         f"realized {pnl(line.realized):>8} unrealized {pnl(line.unrealized):>8}"
     )
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(message, err=True)
-    raise SystemExit(code)
