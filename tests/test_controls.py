@@ -208,7 +208,9 @@ async def test_pause_holds_non_critical_alerts_until_resumed(controls: Controls)
 
 
 @pytest.mark.parametrize("duration", [0, -5, float("nan"), float("inf"), 365 * 86_400 + 1])
-async def test_a_mute_must_last_a_positive_time_of_at_most_a_year(controls: Controls, duration: float) -> None:
+async def test_a_mute_must_last_a_positive_time_of_at_most_a_year(
+    controls: Controls, duration: float
+) -> None:
     with pytest.raises(ValueError, match="mute"):
         await controls.mute(duration, by="a", now_ms=NOW)
     assert await controls.active(NOW) == ControlState()
