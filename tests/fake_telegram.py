@@ -7,6 +7,16 @@ dropped), ``sendMessage``, ``answerCallbackQuery``, ``editMessageText`` and
 ``editMessageReplyMarkup``. It records every call, lets a test play the user (:meth:`says`,
 :meth:`presses`), and can fail: answer an HTTP status to everything (:meth:`fail`, e.g. 500, or
 409 to ``getUpdates`` only) or refuse connections altogether (:meth:`refuse`, :meth:`accept`).
+
+Like Telegram, it allows one ``getUpdates`` at a time per token: a new one ends the one in
+progress with 409 Conflict ("terminated by other getUpdates request"), so two pollers keep
+ending each other's polls. A callback query answered a second time gets 400, as on Telegram.
+
+Several clients (watcher processes) can share it: each is given its own root,
+:meth:`root_for` ``("A")`` (``{root}/A``, so requests arrive as ``/A/bot<token>/<method>``),
+and every call records the client it came from. :meth:`stall` holds one client's
+``getUpdates`` requests unanswered and without effect (their offsets confirm nothing), as if
+they never reached Telegram: what that client fetched last stays unconfirmed.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ BOT_USER = {
 _STRINGS = {"text", "callback_query_id", "parse_mode", "url", "secret_token"}
 _REASONS = {
     401: "Unauthorized",
+    400: "Bad Request: query is too old and response timeout expired or query ID is invalid",
     404: "Not Found",
     409: "Conflict: terminated by other getUpdates request; make sure that only one bot"
     " instance is running",
@@ -45,13 +56,22 @@ _REASONS = {
 
 @dataclass(frozen=True)
 class Call:
-    """One request the fake answered: the method, its parameters, the token in the path and
-    the HTTP status it answered."""
+    """One request the fake answered: the method, its parameters, the token in the path, the
+    HTTP status it answered and the client it came from (``""`` on the plain root)."""
 
     method: str
     params: dict[str, Any]
     token: str
     status: int
+    client: str = ""
+
+
+@dataclass(eq=False)
+class _Poll:
+    """A ``getUpdates`` in progress; ``ended`` once a newer one terminated it."""
+
+    client: str
+    ended: bool = False
 
 
 @dataclass
@@ -71,6 +91,10 @@ class FakeTelegram:
     _handlers: set[asyncio.Task[None]] = field(default_factory=set)
     _closing: bool = False
     started: list[str] = field(default_factory=list)  # methods, as requests arrive
+    arrivals: list[tuple[str, str]] = field(default_factory=list)  # (client, method), likewise
+    stalled: set[str] = field(default_factory=set)  # clients whose getUpdates are held
+    _poll: _Poll | None = None  # the getUpdates in progress
+    _answered: set[str] = field(default_factory=set)  # callback query ids answered
 
     async def __aenter__(self) -> FakeTelegram:
         await self.accept()
@@ -84,6 +108,15 @@ class FakeTelegram:
         """The Bot API root to give the watcher (``WATCHER_TELEGRAM_API_URL``)."""
         return f"http://127.0.0.1:{self._port}"
 
+    @property
+    def polling(self) -> str | None:
+        """The client whose ``getUpdates`` is in progress, if any."""
+        return self._poll.client if self._poll is not None else None
+
+    def root_for(self, client: str) -> str:
+        """The Bot API root for one client: its calls are recorded with ``client``."""
+        return f"{self.root}/{client}"
+
     # Failures
 
     def fail(self, status: int = 500, *, methods: tuple[str, ...] | None = None) -> None:
@@ -94,6 +127,15 @@ class FakeTelegram:
 
     def heal(self) -> None:
         self.failing = None
+
+    def stall(self, client: str) -> None:
+        """Hold ``client``'s next ``getUpdates`` requests (until it disconnects or
+        :meth:`unstall`): they confirm nothing and get no answer."""
+        self.stalled.add(client)
+
+    def unstall(self, client: str) -> None:
+        self.stalled.discard(client)
+        self._news.set()
 
     async def refuse(self) -> None:
         """Stop listening and cut every open connection (connections are refused)."""
@@ -165,6 +207,14 @@ class FakeTelegram:
     def count(self, method: str) -> int:
         return sum(1 for c in self.calls if c.method == method)
 
+    def calls_of(self, method: str, client: str | None = None) -> list[Call]:
+        """The calls of ``method`` (from ``client``), in order."""
+        return [c for c in self.calls if c.method == method and client in (None, c.client)]
+
+    def clients(self) -> set[str]:
+        """The clients that made any request (answered or not)."""
+        return {client for client, _ in self.arrivals}
+
     async def wait_for(self, found: Callable[[], Any], within: float = 10.0) -> Any:
         """Wait until ``found()`` returns something true, and return it."""
         async with asyncio.timeout(within):
@@ -199,7 +249,10 @@ class FakeTelegram:
             }
             body = await reader.readexactly(int(headers.get("content-length", "0")))
             path = head[0].split(" ")[1]
-            status, answer = await self._answer(path, _params(headers, body))
+            answered = await self._answer(path, _params(headers, body), reader)
+            if answered is None:  # the client hung up before its answer
+                return
+            status, answer = answered
             data = json.dumps(answer).encode()
             writer.write(
                 f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
@@ -216,17 +269,31 @@ class FakeTelegram:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    async def _answer(self, path: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        token, _, method = path.removeprefix("/bot").partition("/")
+    async def _answer(
+        self, path: str, params: dict[str, Any], reader: asyncio.StreamReader
+    ) -> tuple[int, dict[str, Any]] | None:
+        client, _, rest = path.partition("/bot")
+        token, _, method = rest.partition("/")
+        client = client.strip("/")
         self.started.append(method)
+        self.arrivals.append((client, method))
         status = self._status(token, method)
+        if status == 200 and method == "getUpdates" and client in self.stalled:
+            await self._stalled(client, reader)
+            return None
         if status == 200 and method == "getUpdates":
-            result: Any = await self._get_updates(params)
-            status = self._status(token, method)  # it may have failed meanwhile
+            result: Any
+            status, result = await self._get_updates(client, params, reader)
+            if status == 0:  # the client hung up: nobody to answer
+                return None
+            if status == 200:
+                status = self._status(token, method)  # it may have failed meanwhile
         elif status == 200:
             result = self._call(method, params)
             status = 404 if result is None else 200
-        self.calls.append(Call(method, params, token, status))
+            if method == "answerCallbackQuery":
+                status = self._answer_once(params)
+        self.calls.append(Call(method, params, token, status, client))
         if status != 200:
             reason = _REASONS.get(status, "Error")
             return status, {"ok": False, "error_code": status, "description": reason}
@@ -241,20 +308,61 @@ class FakeTelegram:
                 return status
         return 200
 
-    async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
-        offset = params.get("offset")
-        if isinstance(offset, int):
-            self._updates = [u for u in self._updates if u["update_id"] >= offset]
-        deadline = time.monotonic() + float(params.get("timeout") or 0)
-        while not self._updates and self.failing is None and not self._closing:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            self._news.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(left):
-                    await self._news.wait()
-        return list(self._updates)
+    async def _get_updates(
+        self, client: str, params: dict[str, Any], reader: asyncio.StreamReader
+    ) -> tuple[int, Any]:
+        """Telegram's long poll: a newer ``getUpdates`` ends this one with 409; a client that
+        hangs up ends it unanswered (status 0)."""
+        if self._poll is not None:
+            self._poll.ended = True  # "terminated by other getUpdates request"
+            self._news.set()
+        poll = self._poll = _Poll(client)
+        try:
+            offset = params.get("offset")
+            if isinstance(offset, int):
+                self._updates = [u for u in self._updates if u["update_id"] >= offset]
+            deadline = time.monotonic() + float(params.get("timeout") or 0)
+            gone = await self._wait(
+                lambda: bool(self._updates or poll.ended or self.failing), reader, deadline
+            )
+            if gone:
+                return 0, None
+            if poll.ended:
+                return 409, None
+            return 200, list(self._updates)
+        finally:
+            if self._poll is poll:
+                self._poll = None
+
+    async def _stalled(self, client: str, reader: asyncio.StreamReader) -> None:
+        """Hold a stalled client's request until it hangs up or is let through."""
+        await self._wait(lambda: client not in self.stalled, reader, None)
+
+    async def _wait(
+        self, done: Callable[[], bool], reader: asyncio.StreamReader, deadline: float | None
+    ) -> bool:
+        """Wait until ``done()``, the deadline or closing; True if the client hung up first."""
+        gone = asyncio.ensure_future(reader.read(1))  # b"" once the client has hung up
+        try:
+            while not (done() or self._closing or gone.done()):
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self._news.clear()
+                news = asyncio.ensure_future(self._news.wait())
+                await asyncio.wait({news, gone}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                news.cancel()
+            return gone.done()
+        finally:
+            gone.cancel()
+
+    def _answer_once(self, params: dict[str, Any]) -> int:
+        """A callback query can be answered once; Telegram refuses a second answer (400)."""
+        query_id = str(params.get("callback_query_id"))
+        if query_id in self._answered:
+            return 400
+        self._answered.add(query_id)
+        return 200
 
     def _call(self, method: str, params: dict[str, Any]) -> Any:
         if method == "getMe":

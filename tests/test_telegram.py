@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from watcher.app import run_service
@@ -305,3 +306,73 @@ async def test_a_rejected_token_is_retried_and_logged_without_the_token(
         await w.bot.wait_for(lambda: w.ticks(T1), WAIT)
         assert w.bot.calls[0].method == "getMe" and w.bot.calls[0].status == 401
     assert TOKEN not in caplog.text and TOKEN.split(":")[1] not in caplog.text
+
+
+async def test_a_token_rejected_while_polling_is_retried_and_polling_goes_on(
+    tmp_path: Path, caplog: Any
+) -> None:
+    """getUpdates answering 401 for a while (python-telegram-bot would end its polling loop
+    for good on an InvalidToken): the bot logs it once, keeps retrying with backoff, and
+    answers again once the Bot API accepts the token; the feed never stops."""
+    caplog.set_level(logging.INFO)
+    async with world(tmp_path) as w:
+        await w.bot.wait_for(lambda: w.bot.polling == "", WAIT)
+        w.bot.fail(401, methods=("getUpdates",))
+        await w.bot.wait_for(lambda: w.bot.count("getUpdates") and any(
+            c.status == 401 for c in w.bot.calls_of("getUpdates")), WAIT)  # fmt: skip
+        ticks = w.ticks()
+        w.wide()
+        await w.bot.wait_for(lambda: w.ticks() > ticks, WAIT)
+        w.bot.heal()
+        status = await w.bot.reply_to(CHAT, "/status", within=WAIT)
+        assert "<b>Positions</b>" in status["text"]
+    rejected = [r for r in caplog.records if "rejected the token" in r.getMessage()]
+    assert len(rejected) == 1 and rejected[0].levelno == logging.ERROR
+    assert TOKEN.split(":")[1] not in caplog.text
+
+
+async def test_stopping_while_the_bot_api_hangs_is_quick(tmp_path: Path) -> None:
+    """The Bot API accepts connections but never answers getUpdates: the service still stops
+    within a few seconds (the bot's last poll, which would confirm the fetched updates, is given
+    up), so a SIGTERM hands the lock over without waiting for Telegram."""
+    async with world(tmp_path) as w:
+        await w.bot.wait_for(lambda: w.bot.polling == "", WAIT)
+        w.bot.stall("")
+        w.bot.says(CHAT, "/help")  # ends the poll in progress; the next one hangs
+        await w.bot.wait_for(lambda: w.bot.sent(CHAT), WAIT)
+        await asyncio.sleep(0.2)
+        began = asyncio.get_running_loop().time()
+        w.stop.set()
+        await asyncio.wait_for(w.run, WAIT)
+        took = asyncio.get_running_loop().time() - began
+    assert took < 5.0, took
+
+
+async def test_another_poller_with_the_same_token_is_logged_once_naming_the_likely_cause(
+    tmp_path: Path, caplog: Any
+) -> None:
+    """Another program polls with the same token (a second watcher started by mistake on
+    another database): Telegram ends one poll when the next arrives, so the bot gets 409s. It
+    says so once (at most once a minute), naming the likely cause and never the token, retries
+    with backoff, and answers again once the other poller has gone."""
+    caplog.set_level(logging.INFO)
+    async with world(tmp_path) as w:
+        await w.bot.wait_for(lambda: w.bot.polling == "", WAIT)
+        url = f"{w.bot.root_for('other')}/bot{TOKEN}/getUpdates"
+
+        def conflicts() -> int:
+            return sum(1 for c in w.bot.calls_of("getUpdates", "") if c.status == 409)
+
+        async with httpx.AsyncClient(timeout=5) as other, asyncio.timeout(WAIT):
+            while conflicts() < 2:
+                await other.post(url, data={"timeout": "1"})
+        status = await w.bot.reply_to(CHAT, "/status", within=WAIT)
+        assert "<b>Positions</b>" in status["text"]
+    told = [r for r in caplog.records if "409 Conflict" in r.getMessage()]
+    assert len(told) == 1 and told[0].levelno == logging.WARNING, [r.getMessage() for r in told]
+    assert "a second watcher was started with the same token on another database" in (
+        told[0].getMessage()
+    )
+    loud = [r for r in caplog.records if r.name.startswith("telegram") and r.levelno >= 30]
+    assert loud == []  # python-telegram-bot's own loop stays quiet about it
+    assert TOKEN.split(":")[1] not in caplog.text

@@ -234,6 +234,82 @@ def test_the_token_filter_masks_messages_arguments_and_tracebacks() -> None:
     assert TOKEN not in text and "GET ***" in text and "bot***/getMe" in text
 
 
+def test_a_409_conflict_is_logged_at_most_once_a_minute_naming_the_cause(caplog: Any) -> None:
+    """Two pollers end each other's polls, so 409s come between polls that work: one line
+    names the likely cause (never the token), the next comes a minute later at the earliest
+    with the count of those left untold, and one says when none was seen for a minute; other
+    failures are still told once, and their end. A webhook's 409 is told apart."""
+    from telegram.error import Conflict, NetworkError
+
+    from watcher.faces.telegram.wire import ApiHealth
+
+    now = [0.0]
+    health = ApiHealth(TOKEN, clock=lambda: now[0])
+    caplog.set_level(logging.INFO, "watcher.telegram")
+    other = Conflict("Conflict: terminated by other getUpdates request; make sure that only one")
+    for t in (0, 1, 5, 30, 59.9):
+        now[0] = t
+        health.polling_failed(other)
+        health.worked()
+    health.polling_failed(NetworkError(f"https://x/bot{TOKEN}/getUpdates: refused"))
+    health.worked()
+    now[0] = 61
+    health.polling_failed(other)
+    now[0] = 120.9
+    health.worked()
+    now[0] = 121
+    health.worked()
+    health.polling_failed(Conflict("Conflict: can't use getUpdates method while webhook is active"))
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 6, lines
+    assert lines[0].startswith("telegram bot api: getUpdates: 409 Conflict: another program is")
+    assert "Most likely a second watcher was started with the same token" in lines[0]
+    assert lines[1:3] == [
+        "telegram bot api failed, retrying: getUpdates: NetworkError: https://x/bot***/getUpdates:"
+        " refused",
+        "telegram bot api works again",
+    ]
+    assert "409 Conflict" in lines[3] and "; 4 more since the last report)" in lines[3]
+    assert lines[4] == "telegram bot api: no 409 Conflict for 60 s"
+    assert "a webhook is set for this bot token" in lines[5]
+    assert health.conflicts == 7 and TOKEN not in caplog.text
+
+
+async def test_a_poll_that_times_out_is_told_and_a_rejected_token_is_a_network_error(
+    caplog: Any,
+) -> None:
+    """The transport tells ApiHealth about a getUpdates that timed out (python-telegram-bot's
+    loop retries it at once without telling anyone), and turns a 401 to getUpdates into a
+    network error the loop retries (an InvalidToken would end it); other methods keep
+    InvalidToken's status."""
+    from telegram.error import NetworkError, TimedOut
+
+    from watcher.faces.telegram.wire import PLACEHOLDER, REJECTED, ApiHealth, TokenRequest
+
+    caplog.set_level(logging.INFO, "watcher.telegram")
+    health = ApiHealth(TOKEN)
+    request = TokenRequest(TOKEN, health, read_timeout=0.2, connect_timeout=2.0)
+    async with FakeTelegram(TOKEN) as api:
+        await request.initialize()
+        try:
+            api.stall("")
+            with pytest.raises(TimedOut):
+                await request.do_request(f"{api.root}/bot{PLACEHOLDER}/getUpdates", "POST")
+            api.unstall("")
+            api.fail(401)
+            with pytest.raises(NetworkError, match="rejected the token") as caught:
+                await request.do_request(f"{api.root}/bot{PLACEHOLDER}/getUpdates", "POST")
+            assert str(caught.value) == REJECTED
+            assert (await request.do_request(f"{api.root}/bot{PLACEHOLDER}/getMe", "POST"))[
+                0
+            ] == 401
+        finally:
+            await request.shutdown()
+    assert [r.getMessage() for r in caplog.records] == [
+        "telegram bot api failed, retrying: getUpdates: timed out"
+    ]
+
+
 # The face's life
 
 

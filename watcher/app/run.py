@@ -16,7 +16,7 @@ from watcher.faces import FaceHost, open_faces
 from watcher.ops.server import open_standby_server, serve_standby
 from watcher.rules import load_rules
 from watcher.service.endpoint import Endpoint, open_endpoint
-from watcher.service.leadership import Role, open_leadership
+from watcher.service.leadership import Leadership, Role, open_leadership
 from watcher.service.process import collector_tuned, stop_on_signals
 from watcher.settings import Settings
 
@@ -53,16 +53,25 @@ async def run_service(
                     instance=leadership.lock.me if leadership.shared else None,
                 )
                 host.service = service
+                stepping_down = asyncio.create_task(_step_down(host, leadership))
                 try:
                     summary = await service.run(stop, leadership=leadership, server=server)
                 finally:
                     host.service = None
+                    stepping_down.cancel()
                 if leadership.role is Role.ACTIVE or stop.is_set():
                     break  # stopped (SIGTERM): leaving the stack releases the lock at once
                 portfolio, rules = service.pipeline.portfolio, service.pipeline.rules
                 serve_standby(server, leadership)
     logger.info("%s", summary)
     return summary
+
+
+async def _step_down(host: FaceHost, leadership: Leadership) -> None:
+    """The faces let go of the service as soon as the lock is lost, not after its shutdown:
+    the new active's bot may start polling before this one has finished flushing."""
+    await leadership.lost.wait()
+    host.service = None
 
 
 async def _open_endpoint(stack: contextlib.AsyncExitStack, settings: Settings) -> Endpoint:

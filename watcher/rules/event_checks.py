@@ -274,7 +274,7 @@ def check_event_rules(
     """
     alerts: list[Alert] = []
     changed: dict[StateKey, RuleState] = {}
-    rules = [r for r in config.rules if isinstance(r, EventRule)] if events else []
+    rules = config.event_rules if events else ()
     if not rules:
         return alerts, changed
     rate = config.fees.taker_rate

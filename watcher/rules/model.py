@@ -48,6 +48,7 @@ from watcher.rules.fields import (
 from watcher.rules.kinds import (
     RULE_TYPES,
     ClosingSoonRule,
+    EventRule,
     LevelRule,
     MoveFromEntryRule,
     PnlRule,
@@ -212,6 +213,11 @@ class RulesConfig(BaseModel):
     def _globs(self) -> dict[str, re.Pattern[str]]:
         return {}
 
+    @cached_property
+    def event_rules(self) -> tuple[EventRule, ...]:
+        """The enabled rules about whole events (``event_arbitrage``, ``ladder``)."""
+        return tuple(r for r in self.rules if isinstance(r, EventRule) and r.enabled)
+
     # Public methods
 
     @property
@@ -231,11 +237,15 @@ class RulesConfig(BaseModel):
     def rules_for(self, ticker: str) -> tuple[RuleBase, ...]:
         """Enabled rules whose ``markets`` globs match ``ticker`` (case-insensitive), or that
         have no ``markets`` (they apply to watched positions; the engine checks that). Cached.
+        Rules about whole events are not among them (:attr:`event_rules`): the engine's
+        per-market loops never look at them.
         """
         found = self._by_ticker.get(ticker)
         if found is None:
             found = tuple(
-                rule for rule in self.rules if rule.enabled and self.matches(rule, ticker)
+                rule
+                for rule in self.rules
+                if rule.enabled and not isinstance(rule, EventRule) and self.matches(rule, ticker)
             )
             self._by_ticker[ticker] = found
         return found

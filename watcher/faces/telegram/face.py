@@ -9,9 +9,27 @@ sender. When the service stops (SIGTERM, or the lock was lost to another instanc
 stops polling and shuts the application down, so a standby never polls: Telegram allows one
 poller per token (a second one gets 409 Conflict).
 
-A Bot API that fails (5xx, refused connections, 409) is retried with backoff, at start here and
-while polling by python-telegram-bot; it never stops the feed, the store or the other targets:
-the bot runs in a task of its own and the outbox retries the ``bot`` target's deliveries.
+A Bot API that fails (5xx, refused connections, timeouts, a rejected token, 409) is retried with
+backoff, at start here and while polling by python-telegram-bot's loop (see
+:mod:`~watcher.faces.telegram.wire` for what it would otherwise give up on, and how a 409 is
+logged); it never stops the feed, the store or the other targets: the bot runs in a task of its
+own, the outbox retries the ``bot`` target's deliveries, and stopping waits at most
+:data:`STOP_GRACE` seconds for the Bot API (a SIGTERM'd active then releases its lock without
+waiting for Telegram).
+
+Updates across a takeover. Telegram keeps every update until a ``getUpdates`` with a higher
+``offset`` confirms it. The bot polls without ``drop_pending_updates``, so what was sent while
+no instance polled (between a SIGKILL and the takeover) is answered by the new active.
+python-telegram-bot confirms a batch with its next ``getUpdates``, sent as soon as the batch is
+queued, and once more when it stops: a SIGTERM'd active stops the bot before it releases its
+lock, so nothing is answered twice. (An active that lost its lock stops the bot once its service
+has stopped; a standby that takes over sooner polls alongside it for that moment.) After a
+SIGKILL it is Telegram's at-least-once delivery: an update the dead instance had fetched but not
+yet confirmed is delivered again to the new active and answered again (and one it had confirmed
+but not yet handled is lost: ask again). A repeated Confirm press cannot buy twice: a Confirm is
+single-use and its order waits only in the memory of the instance that asked
+(:mod:`~watcher.faces.telegram.confirm`), so the new active answers it "expired" and places
+nothing.
 """
 
 from __future__ import annotations
@@ -31,7 +49,7 @@ from watcher.faces.telegram.session import BotSession
 from watcher.faces.telegram.wire import ApiHealth, masked_logging
 from watcher.rules.control import BOT_TARGET
 
-__all__ = ["DEFAULT_API_ROOT", "POLL_TIMEOUT", "TelegramFace", "retry_delays"]
+__all__ = ["DEFAULT_API_ROOT", "POLL_TIMEOUT", "STOP_GRACE", "TelegramFace", "retry_delays"]
 
 logger = logging.getLogger("watcher.telegram")
 
@@ -41,6 +59,8 @@ DEFAULT_API_ROOT = "https://api.telegram.org"
 POLL_TIMEOUT = 30.0
 #: Seconds between two looks at whether the service runs.
 WATCH_INTERVAL = 0.2
+#: Seconds stopping may wait for the Bot API (the last poll confirms the fetched updates).
+STOP_GRACE = 3.0
 
 
 def retry_delays(*, initial: float = 1.0, maximum: float = 30.0) -> Iterator[float]:
@@ -60,6 +80,7 @@ class TelegramFace:
         api_root: the Bot API root; requests go to ``{api_root}/bot{token}/{method}``.
         poll_timeout: seconds of one long poll.
         retry_max: the longest wait between two attempts to start.
+        stop_grace: the longest stopping waits for the Bot API.
     """
 
     def __init__(
@@ -70,11 +91,13 @@ class TelegramFace:
         api_root: str = DEFAULT_API_ROOT,
         poll_timeout: float = POLL_TIMEOUT,
         retry_max: float = 30.0,
+        stop_grace: float = STOP_GRACE,
     ) -> None:
         self.host = host
         self.api_root = api_root
         self.poll_timeout = poll_timeout
         self.retry_max = retry_max
+        self.stop_grace = stop_grace
         self.session = BotSession(host)
         self.health = ApiHealth(token)
         self.__token = token
@@ -170,13 +193,28 @@ class TelegramFace:
             sender.detach(BOT_TARGET)
 
     async def _stop(self, app: BotApp) -> None:
-        """Stop polling and shut the application down (each step only if it was reached)."""
+        """Stop polling and shut the application down (each step only if it was reached),
+        waiting at most :attr:`stop_grace` seconds for the Bot API."""
+        try:
+            async with asyncio.timeout(self.stop_grace):
+                await self._wind_down(app)
+        except TimeoutError:
+            logger.warning(
+                "telegram bot: the Bot API did not answer within %g s while stopping; stopped"
+                " without confirming the last updates (Telegram may deliver them again)",
+                self.stop_grace,
+            )
+        with contextlib.suppress(TelegramError, RuntimeError):
+            await app.shutdown()
+        with contextlib.suppress(TelegramError, RuntimeError):
+            await app.bot.shutdown()  # still open if the grace ran out: close the transports
+        logger.info("telegram bot stopped")
+
+    @staticmethod
+    async def _wind_down(app: BotApp) -> None:
         if app.updater is not None and app.updater.running:
             with contextlib.suppress(TelegramError, RuntimeError):
-                await app.updater.stop()
+                await app.updater.stop()  # its last getUpdates confirms what was fetched
         if app.running:
             with contextlib.suppress(TelegramError, RuntimeError):
                 await app.stop()
-        with contextlib.suppress(TelegramError, RuntimeError):
-            await app.shutdown()
-        logger.info("telegram bot stopped")

@@ -1,17 +1,21 @@
 """Button presses: Confirm / Cancel of a paper order, and an alert's "Mute 1h" and "Close".
 
 Every press is answered (Telegram shows a spinner until then). A Confirm or Cancel press that
-is late, repeated or from another chat changes nothing and is answered "expired". An alert's
+is late, repeated or from another chat changes nothing and is answered "expired"; so is one that
+Telegram delivers again after a takeover (its order waited in the old active's memory), whose
+answer Telegram may refuse (a press is answered once): that refusal is only logged. An alert's
 "Mute 1h" mutes that rule on that market for an hour at once (a mute is undone with
 ``/unmute``); its "Close" asks for a Confirm like ``/close``.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from telegram import CallbackQuery, Update
 from telegram.constants import ParseMode
+from telegram.error import BadRequest
 from telegram.ext import CallbackQueryHandler
 
 from watcher.domain.controls import pair_target
@@ -22,11 +26,14 @@ from watcher.faces.telegram.notifier import CLOSE, MUTE, AlertRef, alert_ref
 from watcher.faces.telegram.orders import close_order
 from watcher.faces.telegram.replies import esc, mute_text
 from watcher.faces.telegram.session import STANDING_BY, BotSession
+from watcher.faces.telegram.wire import error_text
 
 if TYPE_CHECKING:
     from watcher.service.controls import Controls
 
 __all__ = ["EXPIRED", "MUTE_FOR", "Presses"]
+
+logger = logging.getLogger("watcher.telegram")
 
 _HTML = ParseMode.HTML
 #: The answer to a press that does nothing.
@@ -62,7 +69,7 @@ class Presses:
         elif kind in (MUTE, CLOSE) and rest.isdigit():
             await self._alert_button(update, query, kind, int(rest))
         else:
-            await query.answer(EXPIRED)
+            await _expired(query)
 
     # Private methods
 
@@ -71,7 +78,7 @@ class Presses:
     ) -> None:
         pending = self.session.confirmations.take(token, chat_id, self.session.clock())
         if pending is None:
-            await query.answer(EXPIRED)
+            await _expired(query)
             return
         if not confirmed:
             await query.answer("cancelled")
@@ -89,7 +96,7 @@ class Presses:
         service = self.session.host.service
         controls = service.controls if service is not None else None
         if ref is None or (kind == CLOSE and ref.position is None):
-            await query.answer(EXPIRED)
+            await _expired(query)
         elif controls is None:
             await query.answer(STANDING_BY[:200])
         elif kind == CLOSE and ref.position is not None:
@@ -119,3 +126,16 @@ class Presses:
             if record.id == alert_id:
                 return alert_ref(record.rule, record.market_ticker, record.key)
         return None
+
+
+async def _expired(query: CallbackQuery) -> None:
+    """Answer a press that does nothing "expired"; Telegram refuses an answer to a press that
+    was already answered (one delivered again after a takeover) or is too old."""
+    try:
+        await query.answer(EXPIRED)
+    except BadRequest as exc:
+        logger.info(
+            "telegram: a stale button press (answered before a restart or takeover, or too old)"
+            " did nothing; Telegram refused its answer: %s",
+            error_text(exc),
+        )
