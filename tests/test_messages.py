@@ -11,7 +11,13 @@ import pytest
 
 from watcher.errors import DecodeError
 from watcher.kalshi import messages as m
-from watcher.kalshi.fixed import cents_to_micros, format_cents, format_dollars, parse_micros
+from watcher.kalshi.fixed import (
+    cents_to_micros,
+    format_cents,
+    format_dollars,
+    parse_micros,
+    to_micros,
+)
 
 from .conftest import FIXTURES, KALSHI_MESSAGES
 
@@ -167,6 +173,21 @@ def test_inexact_or_non_numeric_strings_are_refused(text: str) -> None:
     """More than 6 decimals or non-numbers raise ValueError instead of rounding."""
     with pytest.raises(ValueError):
         parse_micros(text)
+
+
+def test_converted_values_are_remembered_and_bad_ones_are_still_refused() -> None:
+    """The conversion cache gives the same answer for equal values of any width, never keeps
+    a refused value, and stays bounded."""
+    from watcher.kalshi import fixed
+
+    assert to_micros(Decimal("0.45")) == to_micros(Decimal("0.4500")) == 450_000
+    for bad in ("NaN", "sNaN", "Infinity", "0.0000001"):
+        for _ in range(2):  # the second time is not answered from the cache either
+            with pytest.raises(ValueError):
+                to_micros(Decimal(bad))
+    for n in range(fixed._CONVERTED_MAX + 10):
+        assert to_micros(Decimal(n).scaleb(-6)) == n
+    assert len(fixed._CONVERTED) <= fixed._CONVERTED_MAX
 
 
 def test_cents_and_dollar_formatting() -> None:

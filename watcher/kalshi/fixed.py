@@ -47,8 +47,28 @@ def parse_micros(text: str) -> Micros:
     return to_micros(value)
 
 
+#: Values converted lately: a feed repeats a few hundred prices and sizes, and a dict lookup
+#: costs a tenth of a conversion. Cleared when full, so it stays small.
+_CONVERTED: dict[Decimal | int, Micros] = {}
+_CONVERTED_MAX = 16_384
+
+
 def to_micros(value: Decimal | int) -> Micros:
     """Convert a Decimal (or int) to micro-units, refusing anything inexact."""
+    try:
+        found = _CONVERTED.get(value)
+    except TypeError:  # a signalling NaN cannot be hashed: refused below
+        found = None
+    if found is not None:
+        return found
+    micros = _convert(value)
+    if len(_CONVERTED) >= _CONVERTED_MAX:
+        _CONVERTED.clear()
+    _CONVERTED[value] = micros
+    return micros
+
+
+def _convert(value: Decimal | int) -> Micros:
     if isinstance(value, int):
         return Micros(value * MICROS_PER_UNIT)
     if not value.is_finite():
