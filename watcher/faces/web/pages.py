@@ -36,6 +36,7 @@ from watcher.faces.web.views import (
 from watcher.ops.readout import time_text
 from watcher.ops.replay import alert_line, summary_line, would_do
 from watcher.rules import RulesConfig
+from watcher.rules.kinds import EventRule, RuleBase
 from watcher.rules.wording import signed_dollars, span_text
 from watcher.service.digest import view_position
 from watcher.store.records import AlertStatus
@@ -144,11 +145,12 @@ async def chart_svg(source: Source, ticker: str, window: str) -> str:
     alerts = await source.alerts(market=ticker, since_ms=start, limit=500)
     tz = source.rules.tz
     positions = source.portfolio().by_ticker(ticker, watched_only=True)
+    spec = "%H:%M:%S" if now - start < _HOUR_MS else "%m-%d %H:%M"  # a young recording: seconds
     return price_chart(
         points,
         start_ms=start,
         end_ms=now,
-        time_label=lambda ms: time_text(ms, tz, "%m-%d %H:%M"),
+        time_label=lambda ms: time_text(ms, tz, spec),
         entries=[yes_entry(p) for p in positions],
         markers=[alert_marker(a, tz) for a in alerts],
     )
@@ -228,7 +230,7 @@ def rule_row(rule: Any, fired: Any, tz: Any, config: RulesConfig) -> dict[str, A
         "name": rule.name,
         "type": rule.type,
         "settings": ", ".join(f"{k}: {_setting_text(v)}" for k, v in settings.items()),
-        "markets": ", ".join(rule.markets or ()) or "watched positions",
+        "markets": _scope_text(rule),
         "notify": ", ".join(rule.notify if rule.notify is not None else config.defaults.notify)
         or "console",
         "severity": rule.severity or config.defaults.severity,
@@ -317,3 +319,10 @@ async def _render(
     if flash is not None:
         clear_flash(response)
     return response
+
+
+def _scope_text(rule: RuleBase) -> str:
+    """What a rule looks at: its globs, else the watched positions (or events)."""
+    if isinstance(rule, EventRule):
+        return ", ".join(rule.events or ()) or "watched events"
+    return ", ".join(rule.markets or ()) or "watched positions"
