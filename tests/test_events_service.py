@@ -10,6 +10,7 @@ import logging
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,15 @@ async def test_keyless_mode_polls_the_watched_events_markets(tmp_path):
         ]
         assert "edge 27¢ after fees for 1 contract per leg (depth allows " in body
         assert svc.client is None and sim.stats.connections_accepted == 0
+
+
+async def test_the_paper_desk_shares_the_watchlists_fee_lookup(shipped):
+    """One fee lookup: a live event_fee_update that the watchlist applies reaches paper orders
+    (the desk) at once, not after the desk's own cache expires."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    sim = SimulatedExchange(public_keys={"k": key.public_key()}, tick_interval=0.01, seed=11)
+    async with sim, running(service(shipped, sim, key, "simulate")) as svc:
+        await until(lambda: svc.desk is not None, WAIT)
+        assert svc.desk is not None and svc.desk.series_fees is svc.watchlist.fees
+        svc.watchlist.fees.apply_update(ELECT, Decimal("0.5"))
+        assert svc.desk.series_fees.resolve(ELECT, None) == Decimal("0.5")

@@ -226,8 +226,8 @@ class Service:
 
     def _open_desk(self) -> contextlib.AbstractAsyncContextManager[PaperDesk]:
         """The paper desk through which rules with ``action: close`` close positions."""
-        s, rules = self.settings, self.pipeline.rules
-        return open_desk(self.backend, self.rest, s.trades_path, rules=rules, clock=self.clock)
+        path, rules, fees = self.settings.trades_path, self.pipeline.rules, self.watchlist.fees
+        return open_desk(self.backend, self.rest, path, rules=rules, clock=self.clock, fees=fees)
 
     def _make_poller(self) -> MarketPoller:
         pipeline, keyless = self.pipeline, self.client is None

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from watcher.rules import RulesConfig
 from watcher.service.paper import PaperDesk
-from watcher.service.paper_fees import PaperSource
+from watcher.service.paper_fees import PaperSource, SeriesFees
 from watcher.store.ports import Backend
 
 __all__ = ["open_desk"]
@@ -29,9 +29,12 @@ async def open_desk(
     *,
     rules: RulesConfig,
     clock: Callable[[], float] = time.time,
+    fees: SeriesFees | None = None,
 ) -> AsyncIterator[PaperDesk]:
     """The paper desk on ``backend``'s fills, at ``rules``' taker fee rate (kept current by
-    :meth:`watcher.service.pipeline.Pipeline.set_rules`)."""
+    :meth:`watcher.service.pipeline.Pipeline.set_rules`), with the series and event fee
+    multipliers of ``fees`` (the watchlist's, so a live ``event_fee_update`` reaches orders at
+    once), else its own."""
     fills = await backend.paper_fills()
     try:
         yield PaperDesk(
@@ -40,6 +43,7 @@ async def open_desk(
             fills=fills,
             fee_rate=rules.fees.taker_rate,
             clock=clock,
+            series_fees=fees,
         )
     finally:
         await fills.close()

@@ -98,6 +98,7 @@ class PaperDesk:
         clock: Callable[[], float] = time.time,
         fresh_ms: int = FRESH_MS,
         before_write: Callable[[], Any] | None = None,
+        series_fees: SeriesFees | None = None,
     ) -> None:
         self.trades_path = Path(trades_path)
         self.fills = fills
@@ -106,7 +107,7 @@ class PaperDesk:
         self.board = QuoteBoard(
             rest=rest, read_model=read_model, clock_ms=self._now_ms, fresh_ms=fresh_ms
         )
-        self.series_fees = SeriesFees(rest)
+        self.series_fees = series_fees or SeriesFees(rest)
         self._before_write = before_write
         self._lock = asyncio.Lock()
 
