@@ -34,7 +34,7 @@ from watcher.ops.health import LiveHealth
 from watcher.ops.replay import ReplayStats, replay
 from watcher.ops.status import FeedHealth, StatusRow, StatusTable, read_status
 from watcher.rules import RulesConfig
-from watcher.service.controls import Controls
+from watcher.service.controls import Controls, stored_scope
 from watcher.service.digest import view_position
 from watcher.store import open_backend
 from watcher.store.ports import ReadModel
@@ -112,7 +112,6 @@ class Source:
         self._replaying = asyncio.Lock()
         self._positions: tuple[tuple[int, int], Portfolio] | None = None
         self._controls: Controls | None = None  # this dashboard's own (no service here)
-        self._scope = _StoredScope(self)
         self.problem: str | None = None
 
     def __repr__(self) -> str:
@@ -279,14 +278,12 @@ class Source:
         service = self.service
         if service is not None and service.controls is not None:
             return service.controls
-        reader = await self.reader()
-        events = await reader.events()
-        watched = {ticker for event in events for ticker in event.tickers}
-        self._scope.watched = frozenset(self.portfolio().tickers()) | watched
+        scope = await stored_scope(await self.reader(), self.rules, self.portfolio().tickers())
         async with self._opening:
             if self._controls is None:
                 backend = open_backend(self.host.settings.db_path)
-                self._controls = await Controls.open(backend, scope=self._scope, clock=self.clock)
+                self._controls = await Controls.open(backend, clock=self.clock)
+        self._controls.scope = scope  # the rules and markets in force now
         return self._controls
 
     async def retry(self, alert_id: int, target: str) -> int:
@@ -312,20 +309,3 @@ class Source:
         failed = sum(counts.get(status, 0) for status in _FAILED)
         database = self.host.settings.database
         return Health(role, live, feed, opened, failed, database, await self.controls())
-
-
-class _StoredScope:
-    """What a mute made without a running service may name (see
-    :class:`~watcher.service.controls.ControlScope`): the rules in force, and the markets
-    :meth:`Source.acting_controls` found watched."""
-
-    def __init__(self, source: Source) -> None:
-        self._source = source
-        self.watched: frozenset[str] = frozenset()
-
-    def __repr__(self) -> str:
-        return f"<_StoredScope markets={len(self.watched)}>"
-
-    @property
-    def rules(self) -> RulesConfig:
-        return self._source.rules
