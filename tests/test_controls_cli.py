@@ -19,9 +19,9 @@ from watcher.kalshi.sim.exchange import SimulatedExchange
 from .conftest import MS
 from .support import HttpRecorder, service_on
 from .support import poll as until
+from .test_controls_service import TICKER, TIGHT, WIDE, cli, tight_alerts
 
 WAIT = 10_000 * MS
-TICKER = "KXCPI-26JAN-T0.3"
 RULES = """\
 version: 1
 timezone: UTC
@@ -33,13 +33,6 @@ rules:
   - {name: tight, type: spread, max_cents: 5}
 """
 TRADES = {"trades": [{"ticker": TICKER, "side": "YES", "entry_price": 40, "contracts": 10}]}
-WIDE = {"yes_bid": "0.3000", "yes_ask": "0.5000", "last": "0.4000"}
-TIGHT = {"yes_bid": "0.4000", "yes_ask": "0.4200", "last": "0.4100"}
-
-
-def cli(folder: Path, *args: str) -> list[str]:
-    paths = {"--trades": "trades.json", "--rules": "rules.yaml", "--db": "w.db"}
-    return [*args, *(part for flag, name in paths.items() for part in (flag, str(folder / name)))]
 
 
 def stored(db: Path) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
@@ -115,9 +108,6 @@ async def test_a_running_service_obeys_a_mute_from_the_command_line(folder: Path
         finally:
             stop.set()
             await task
-    with sqlite3.connect(db) as conn:
-        [(status, reason)] = conn.execute(
-            "SELECT status, suppressed_reason FROM alerts WHERE rule = 'tight'"
-        ).fetchall()
-    assert status == "suppressed" and reason.endswith(" UTC by cli")
+    [(status, reason, deliveries)] = tight_alerts(db)
+    assert (status, deliveries) == ("suppressed", 0) and reason.endswith(" UTC by cli")
     assert hook.requests == []
